@@ -1,0 +1,1 @@
+"""xraytrack: experiment tracking for chest X-ray classifiers."""

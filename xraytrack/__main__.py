@@ -1,0 +1,3 @@
+from xraytrack.cli import main
+
+main()

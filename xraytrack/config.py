@@ -1,0 +1,80 @@
+"""A training run's settings: an experiment file from ``experiments/`` plus command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from xraytrack.errors import XrayTrackError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    architecture: str
+    data_dir: str = ""
+    classes: tuple[str, ...] = ()  # empty: every class folder found, in sorted order
+    img_size: int = 150
+    batch_size: int = 32
+    epochs: int = 10
+    seed: int = 42
+    limit_per_class: int = 0  # 0: all images; N: a seeded sample of N per class for quick runs
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    dedup_distance: int = 10  # bits of the 256-bit perceptual hash
+    augment: bool = True
+    horizontal_flip: bool = False
+    weights: str | None = None
+    class_weight: bool = False
+    monitor: str = "val_loss"  # drives early stopping and the best checkpoint
+    patience: int = 0  # 0: no early stopping
+    hyperparameters: dict = field(default_factory=dict)
+    experiment: str = "xraytrack"
+    run_name: str | None = None
+    cache_dir: str | None = None
+
+    @property
+    def monitor_mode(self) -> str:
+        return "min" if self.monitor.endswith("loss") else "max"
+
+    def with_overrides(self, **overrides) -> "TrainConfig":
+        """Apply the values a user actually gave (None means 'keep the file's value')."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        hps = {**self.hyperparameters, **given.pop("hyperparameters", {})}
+        return dataclasses.replace(self, **given, hyperparameters=hps)
+
+    def params(self) -> dict[str, str]:
+        """Flat MLflow params: settings as ``cfg.<name>``, hyper-parameters as ``hp.<name>``.
+
+        The prefixes keep them apart from the raw entry-point arguments that ``mlflow run`` logs
+        under the bare names before xraytrack starts (and that MLflow will not let us change).
+        """
+        flat = {f"cfg.{k}": v for k, v in dataclasses.asdict(self).items() if k != "hyperparameters"}
+        flat["cfg.classes"] = ",".join(self.classes)
+        flat.update({f"hp.{k}": v for k, v in self.hyperparameters.items()})
+        return {k: "" if v is None else str(v) for k, v in flat.items()}
+
+    def resume_key(self) -> str:
+        """Identifies 'the same command', so re-running it continues an interrupted run."""
+        ignore = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir"}
+        items = {k: v for k, v in self.params().items() if k not in ignore}
+        return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise XrayTrackError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise XrayTrackError(f"{path}: unknown setting {unknown[0]!r}")
+    if "architecture" not in raw:
+        raise XrayTrackError(f"{path}: missing 'architecture'")
+    raw["classes"] = tuple(raw.get("classes") or ())
+    return TrainConfig(**raw)

@@ -1,0 +1,1 @@
+"""Reading CXR folders: indexing, decoding, de-duplication, splitting and caching."""

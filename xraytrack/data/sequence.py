@@ -1,0 +1,57 @@
+"""Batches straight from the uint8 cache, as a Keras PyDataset so any Keras backend can train on it."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+class CachedImages(keras.utils.PyDataset):
+    """Yield ``(images, one_hot)`` batches of cache ``rows`` with their ``labels``.
+
+    Unshuffled, batches follow ``rows`` exactly, so predictions line up with the manifest (the
+    seed project read labels in file order from a shuffled iterator and scored noise).
+    ``order_fn(epoch)`` may replace the seeded per-epoch shuffle, e.g. to draw balanced batches;
+    it returns positions into ``rows``, repeats allowed.
+    """
+
+    def __init__(self, pixels, rows, labels, num_classes: int, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, order_fn=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pixels = pixels
+        self.rows = np.asarray(rows)
+        self.labels = np.asarray(labels)
+        if len(self.rows) != len(self.labels):
+            raise ValueError("rows and labels must be aligned")
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.order_fn = order_fn
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if self.order_fn is not None:
+            return np.asarray(self.order_fn(self.epoch))
+        if self.shuffle:
+            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+        return np.arange(len(self.rows))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._order) / self.batch_size)
+
+    def __getitem__(self, batch: int):
+        positions = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        if self.shuffle or self.order_fn is not None:
+            # Order within a batch is irrelevant to training; the memmap reads fastest sorted.
+            positions = positions[np.argsort(self.rows[positions], kind="stable")]
+        x = self.pixels[self.rows[positions]]
+        y = keras.utils.to_categorical(self.labels[positions], self.num_classes)
+        return x[..., None].astype("float32"), y
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._epoch_order()

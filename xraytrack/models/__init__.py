@@ -1,0 +1,47 @@
+"""The seed project's architectures, each one builder that serves both ``train`` and ``tune``.
+
+A builder takes keras-tuner ``HyperParameters`` (its search space, defaulting to the seed's
+settings) and a ``ModelSpec`` (what the data dictates), and returns a compiled Keras model.
+"""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+
+from xraytrack.errors import XrayTrackError
+from xraytrack.models import cnn, mobilenet
+from xraytrack.models.spec import ModelSpec
+
+ARCHITECTURES = {
+    "simple_cnn": cnn.simple_cnn,
+    "dropout_cnn": cnn.dropout_cnn,
+    "adapted_cnn": cnn.adapted_cnn,
+    "mobilenet": mobilenet.mobilenet,
+}
+
+__all__ = ["ARCHITECTURES", "ModelSpec", "build_model", "hyperparameters"]
+
+
+def hyperparameters(values: dict | None = None) -> kt.HyperParameters:
+    """A container whose pre-set ``values`` override the builder's defaults, ranges kept."""
+    hp = kt.HyperParameters()
+    hp.values.update(values or {})
+    return hp
+
+
+def build_model(architecture: str, spec: ModelSpec, hp: kt.HyperParameters | None = None):
+    """Build ``architecture``; every pre-set hyper-parameter must be one the builder knows."""
+    if architecture not in ARCHITECTURES:
+        raise XrayTrackError(
+            f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
+    hp = hp or hyperparameters()
+    preset = set(hp.values)
+    model = ARCHITECTURES[architecture](hp, spec)
+    unknown = preset - {h.name for h in hp.space}
+    if unknown:
+        known = ", ".join(sorted(h.name for h in hp.space))
+        raise XrayTrackError(
+            f"{architecture} has no hyper-parameter {sorted(unknown)[0]!r} (it has: {known})"
+        )
+    return model

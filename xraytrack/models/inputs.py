@@ -1,0 +1,33 @@
+"""Rescaling and augmentation as layers inside the model, so one pipeline serves every backend
+and a saved model takes raw 0-255 grayscale pixels wherever it is loaded."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from xraytrack.models.spec import ModelSpec
+
+
+def augmentation(spec: ModelSpec) -> keras.Sequential:
+    """Small geometric and contrast jitter; active only while training."""
+    steps = [
+        layers.RandomRotation(10 / 360, fill_mode="constant"),
+        layers.RandomZoom(0.1, fill_mode="constant"),
+        layers.RandomTranslation(0.05, 0.05, fill_mode="constant"),
+        layers.RandomContrast(0.1),
+    ]
+    if spec.horizontal_flip:
+        steps.append(layers.RandomFlip("horizontal"))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def image_input(spec: ModelSpec, scale_to: str = "unit"):
+    """The model's input and its preprocessed tensor, scaled to [0, 1] or [-1, 1]."""
+    inputs = keras.Input(spec.input_shape, name="image")
+    x = augmentation(spec)(inputs) if spec.augment else inputs
+    if scale_to == "unit":
+        x = layers.Rescaling(1 / 255, name="rescale")(x)
+    else:
+        x = layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(x)
+    return inputs, x

@@ -1,0 +1,50 @@
+"""MLflow plumbing: one run's lifecycle, so a run never stays RUNNING after it stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import contextmanager
+
+import mlflow
+
+from xraytrack import sysinfo
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def tracked_run(experiment: str, run_name: str | None = None, nested: bool = False):
+    """Start (or, under ``mlflow run``, adopt) a run and end it FINISHED, FAILED or KILLED.
+
+    The tracking store is MLflow's own default (``sqlite:///mlflow.db`` in the working folder),
+    the same one ``mlflow run`` and ``mlflow ui`` use; ``MLFLOW_TRACKING_URI`` overrides it.
+    """
+    if not nested and "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(experiment)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    run = mlflow.start_run(run_name=run_name, nested=nested, log_system_metrics=not nested)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def log_system_info() -> dict:
+    info = sysinfo.system_info()
+    mlflow.log_dict(info, "system_info.json")
+    mlflow.set_tags(sysinfo.tags(info))
+    commit = sysinfo.git_commit()
+    if commit and not mlflow.active_run().data.tags.get("mlflow.source.git.commit"):
+        mlflow.set_tag("mlflow.source.git.commit", commit)
+    return info

@@ -1,0 +1,74 @@
+"""One training run end to end: data, model, fit, test evaluation, MLflow logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import mlflow
+
+from xraytrack import evaluation, fitting, model_logging, tracking
+from xraytrack.config import TrainConfig
+from xraytrack.data.index import DatasetIndex, index_dataset
+from xraytrack.data.prepare import PreparedData, prepare, summarize
+from xraytrack.errors import XrayTrackError
+from xraytrack.models import ModelSpec, build_model, hyperparameters
+
+HEADLINE = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_auc")
+
+
+def model_spec(cfg: TrainConfig) -> ModelSpec:
+    return ModelSpec(num_classes=len(cfg.classes), img_size=cfg.img_size, augment=cfg.augment,
+                     horizontal_flip=cfg.horizontal_flip, weights=cfg.weights)
+
+
+def resolve(cfg: TrainConfig) -> tuple[TrainConfig, DatasetIndex]:
+    """Index the data (checking paths and classes) and pin the class order into the config."""
+    data_dir = cfg.data_dir
+    if not data_dir:
+        raise XrayTrackError("no data_dir given (pass --data-dir or set XRAYTRACK_DATA_DIR)")
+    index = index_dataset(data_dir, cfg.classes or None, cfg.limit_per_class, cfg.seed)
+    return dataclasses.replace(cfg, classes=index.classes, data_dir=str(index.root)), index
+
+
+def load_data(cfg: TrainConfig, index: DatasetIndex) -> PreparedData:
+    data = prepare(index, cfg.img_size, cfg.val_fraction, cfg.test_fraction, cfg.seed,
+                   cfg.dedup_distance, cfg.cache_dir)
+    print(summarize(data))
+    return data
+
+
+def log_data(data: PreparedData) -> None:
+    """Counts, split manifest (and its digest), skipped files, and the dataset as an MLflow input."""
+    split = data.split
+    counts = split.counts()
+    mlflow.log_params({f"data.n_{s}": sum(c.values()) for s, c in counts.items()})
+    mlflow.log_params({"data.n_skipped": len(data.skipped), "data.split_digest": split.digest()})
+    mlflow.log_dict(counts, "data_counts.json")
+    mlflow.log_text(split.to_csv(), "split.csv")
+    mlflow.log_text(data.skipped_csv(), "skipped.csv")
+    frame = split.to_frame().astype({"group": str})  # an id, not a quantity
+    with warnings.catch_warnings():  # MLflow 3.17 registers its local source twice and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        dataset = mlflow.data.from_pandas(frame, source=split.index.root.as_uri(),
+                                          name=split.index.root.name, targets="class")
+    mlflow.log_input(dataset, context="training")
+
+
+def run_training(cfg: TrainConfig) -> str:
+    """Returns the MLflow run id. Input problems raise XrayTrackError before any run starts."""
+    cfg, index = resolve(cfg)
+    hp = hyperparameters(cfg.hyperparameters)
+    model = build_model(cfg.architecture, model_spec(cfg), hp)
+    with tracking.tracked_run(cfg.experiment, cfg.run_name) as run:
+        mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
+        tracking.log_system_info()
+        data = load_data(cfg, index)
+        log_data(data)
+        fitting.fit(model, data, cfg)
+        scores = evaluation.evaluate_and_log(model, data, cfg.batch_size)
+        model_logging.log_keras_model(model, data.classes, cfg.img_size)
+        fitting.discard_checkpoints(cfg)
+        print("Test: " + ", ".join(f"{k[5:]}={scores[k]:.4f}" for k in HEADLINE if k in scores))
+        print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
+        return run.info.run_id
