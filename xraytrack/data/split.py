@@ -77,7 +77,7 @@ def make_split(
     """
     k, n_val, n_test = _fold_count(val_fraction, test_fraction)
     n_groups = len(np.unique(groups))
-    if n_groups < k:
+    if n_groups < k or np.bincount(index.labels).max() < k:
         raise XrayTrackError(
             f"only {n_groups} distinct images, too few for a {k}-fold "
             f"{1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} split"

@@ -1,0 +1,67 @@
+"""Tiny synthetic chest-X-ray-like datasets, made fresh by each test that needs one."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+CLASSES = ("COVID", "Normal", "Viral Pneumonia")
+REAL_DATA = os.environ.get("XRAYTRACK_DATA_DIR")
+REAL_WEIGHTS = os.environ.get("XRAYTRACK_WEIGHTS")
+
+
+def class_image(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A noisy image whose mean brightness encodes its class: easy to learn, unique per draw."""
+    base = 50 + 70 * label
+    return np.clip(rng.normal(base, 25, (size, size)), 0, 255).astype(np.uint8)
+
+
+def make_dataset(root: Path, n_per_class: int = 24, classes=CLASSES, extras: bool = True,
+                 seed: int = 0) -> Path:
+    """Kaggle layout: <Class>/images/*.png plus masks/, a metadata file and, with ``extras``,
+    a corrupt PNG, an RGBA PNG, a 16-bit PNG, a JPEG and a near-duplicate."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        images = root / name / "images"
+        masks = root / name / "masks"
+        images.mkdir(parents=True)
+        masks.mkdir()
+        for i in range(n_per_class):
+            Image.fromarray(class_image(label, rng)).save(images / f"{name}-{i}.png")
+            Image.fromarray(np.full((48, 48), 255, np.uint8)).save(masks / f"{name}-{i}.png")
+        (root / f"{name}.metadata.xlsx").write_bytes(b"not an image")
+    if extras:
+        first = root / classes[0] / "images"
+        (first / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+        rgba = np.dstack([class_image(0, rng)] * 3 + [np.full((48, 48), 255, np.uint8)])
+        Image.fromarray(rgba, "RGBA").save(first / "rgba.png")
+        sixteen = (class_image(0, rng).astype(np.uint16) * 257)
+        Image.fromarray(sixteen).save(first / "sixteen.png")
+        Image.fromarray(class_image(0, rng)).convert("RGB").save(first / "photo.jpg", quality=90)
+        dup = np.asarray(Image.open(first / f"{classes[0]}-0.png")).astype(np.int16) + 2
+        Image.fromarray(np.clip(dup, 0, 255).astype(np.uint8)).save(first / "near-duplicate.png")
+    (root / "README.md.txt").write_text("synthetic")
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return make_dataset(tmp_path / "COVID-19_Radiography_Dataset")
+
+
+@pytest.fixture(autouse=True)
+def isolated_stores(tmp_path, monkeypatch):
+    """Each test gets its own MLflow store and xraytrack cache, never the user's."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("XRAYTRACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,40 @@
+"""Shared helpers for tests that train: a fast config and an 'oracle' model."""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import numpy as np
+from keras import layers
+
+from xraytrack.config import TrainConfig
+from xraytrack.models.spec import compile_classifier
+
+
+def quick_config(data_dir, **overrides) -> TrainConfig:
+    base = dict(architecture="simple_cnn", data_dir=str(data_dir), img_size=32, batch_size=16,
+                epochs=2, augment=False, experiment="tests", hyperparameters={"filters": 16})
+    return TrainConfig(**(base | overrides))
+
+
+def oracle_model(img_size: int, centers=(50.0, 120.0, 190.0)) -> keras.Model:
+    """Reads the class straight off the mean brightness that conftest.class_image plants."""
+    inputs = keras.Input((img_size, img_size, 1))
+    mean = layers.GlobalAveragePooling2D()(inputs)
+    logits = layers.Dense(len(centers), activation="softmax")(mean)
+    model = keras.Model(inputs, logits)
+    # softmax(w*m + b) with w_c = 2*k*c_c and b_c = -k*c_c^2 is softmax(-k*(m - c_c)^2): nearest center
+    k = 0.05
+    c = np.asarray(centers)
+    model.get_layer(index=2).set_weights([(2 * k * c)[None, :], -k * c**2])
+    return compile_classifier(model, 1e-3, len(centers))
+
+
+def only_run(experiment: str = "tests"):
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    assert len(runs) == 1, [r.info.status for r in runs]
+    return runs[0]
+
+
+def artifact_names(run_id: str) -> set[str]:
+    return {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}

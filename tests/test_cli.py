@@ -1,0 +1,57 @@
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from xraytrack.cli import main
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "train" in result.output and "data" in result.output
+
+
+def test_data_summary_counts_duplicates_and_skipped_files(dataset):
+    result = invoke("data", "summary", str(dataset), "--img-size", "32")
+    assert result.exit_code == 0, result.output
+    assert "Indexed 77 images in 3 classes" in result.output
+    assert "near-duplicate groups: 1 holding 2 images" in result.output
+    assert "skipped COVID/images/corrupt.png" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data-dir", "/no/such/folder"], "data_dir /no/such/folder does not exist"),
+        (["--classes", "COVID,Pneumonia"], "unknown class 'Pneumonia'"),
+        (["--weights", "/no/weights.h5"], "weights file /no/weights.h5 does not exist"),
+        (["--hp", "dense_units"], "--hp expects name=value"),
+    ],
+)
+def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):
+    config = "mobilenet.yaml" if "--weights" in args else "simple_cnn.yaml"
+    base = ["train", "--config", str(REPO / "experiments" / config), "--data-dir", str(dataset)]
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
+    result = invoke("train", "--config", str(REPO / "experiments" / "binary.yaml"),
+                    "--data-dir", str(dataset), "--epochs", "1", "--img-size", "32",
+                    "--batch-size", "", "--learning-rate", "", "--class-weight", "true",
+                    "--experiment", "cli")
+    assert result.exit_code == 0, result.output
+    (run,) = mlflow.search_runs(experiment_names=["cli"], output_format="list")
+    assert run.data.params["cfg.classes"] == "COVID,Normal"
+    assert run.data.params["cfg.batch_size"] == "32"  # blank kept the experiment file's value
+    assert run.data.params["cfg.monitor"] == "val_accuracy"
+    assert run.data.params["cfg.class_weight"] == "True"
