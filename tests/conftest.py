@@ -65,3 +65,25 @@ def isolated_stores(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    """One quick real training run in a store of its own, shared by a module's tests."""
+    from helpers import quick_config
+    from xraytrack.train import run_training
+
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("XRAYTRACK_CACHE_DIR", str(root / "cache"))
+        mp.chdir(root)
+        data = make_dataset(root / "data", n_per_class=24)
+        run_id = run_training(quick_config(data, epochs=2, experiment="xraytrack"))
+    return {"uri": f"sqlite:///{root / 'mlflow.db'}", "run_id": run_id, "data": data, "root": root}
+
+
+@pytest.fixture
+def trained(trained_store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_store["uri"])
+    return trained_store

@@ -154,3 +154,37 @@ def data_summary(data_dir, classes, img_size, seed, cache_dir):
     click.echo(summarize(prepared))
     for s in prepared.skipped:
         click.echo(f"  skipped {s['path']}: {s['reason']}")
+
+
+@main.command()
+@click.option("--experiment", default="xraytrack", show_default=True)
+@click.option("--metric", default="test_macro_f1", show_default=True)
+@click.option("--name", default="xraytrack-cxr", show_default=True, help="Registered model name.")
+@click.option("--mode", type=click.Choice(["auto", "max", "min"]), default="auto", show_default=True,
+              help="auto: minimise losses and errors, maximise everything else.")
+@click.option("--alias", default="champion", show_default=True)
+@friendly_errors
+def register(experiment, metric, name, mode, alias):
+    """Register the best FINISHED run's classifier and point the alias at it."""
+    from xraytrack.registry import register_best
+
+    run, version = register_best(experiment, metric, name, mode, alias)
+    click.echo(f"Registered {name} version {version.version} from run {run.info.run_id} "
+               f"({metric} = {run.data.metrics[metric]:.4f}); models:/{name}@{alias}")
+
+
+@main.command()
+@click.argument("model_uri")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="predictions.csv", show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@friendly_errors
+def predict(model_uri, paths, out, batch_size):
+    """Classify image files and folders (recursively) with a classifier, e.g. models:/xraytrack-cxr@champion."""
+    from xraytrack.predict import predict_files
+
+    frame, skipped = predict_files(model_uri, list(paths), batch_size)
+    frame.to_csv(out, index=False)
+    click.echo(f"Wrote {len(frame)} predictions to {out}")
+    for path, reason in skipped:
+        click.echo(f"  skipped {path}: {reason}", err=True)

@@ -7,7 +7,7 @@ import warnings
 
 import mlflow
 
-from xraytrack import evaluation, fitting, model_logging, tracking
+from xraytrack import classifier, evaluation, fitting, model_logging, tracking
 from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex, index_dataset
 from xraytrack.data.prepare import PreparedData, prepare, summarize
@@ -68,6 +68,8 @@ def run_training(cfg: TrainConfig) -> str:
         fitting.fit(model, data, cfg)
         scores = evaluation.evaluate_and_log(model, data, cfg.batch_size)
         model_logging.log_keras_model(model, data.classes, cfg.img_size)
+        classifier.log_classifier(model, data.classes, cfg.img_size,
+                                  model_logging.pip_requirements())
         fitting.discard_checkpoints(cfg)
         print("Test: " + ", ".join(f"{k[5:]}={scores[k]:.4f}" for k in HEADLINE if k in scores))
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")

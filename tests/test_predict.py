@@ -1,0 +1,64 @@
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from xraytrack.classifier import request_frame
+from xraytrack.cli import main
+from xraytrack.registry import CLASSIFIER
+
+
+def _classifier_uri(run_id: str) -> str:
+    (model,) = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run_id}' AND name = '{CLASSIFIER}'",
+        experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list")
+    return model.model_uri
+
+
+def test_predict_folder_recursively_skips_masks_and_reports_unreadable_files(trained, tmp_path):
+    data = trained["data"]
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(main, ["predict", _classifier_uri(trained["run_id"]),
+                                       str(data / "COVID"), str(data / "Normal" / "images" / "Normal-0.png"),
+                                       "--out", str(out), "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["path", "label", "COVID", "Normal", "Viral Pneumonia"]
+    # COVID: 24 + RGBA + 16-bit + JPEG + near-duplicate readable, the corrupt file skipped
+    assert len(frame) == 24 + 4 + 1
+    assert not frame["path"].str.contains("masks").any()
+    assert "skipped" in result.output and "corrupt.png" in result.output
+    assert frame[["COVID", "Normal", "Viral Pneumonia"]].sum(axis=1).round(4).eq(1).all()
+
+
+def test_served_preprocessing_matches_training(trained):
+    """Image bytes through the classifier == the training cache's pixels through the Keras model."""
+    from xraytrack.data.cache import load_or_build
+    from xraytrack.data.index import index_dataset
+
+    index = index_dataset(trained["data"])
+    cache = load_or_build(index, 32, trained["root"] / "cache")  # the cache training used
+    rows = [i for i, p in enumerate(index.paths) if p.startswith("Normal/")][:4]
+    files = [index.root / index.paths[i] for i in rows]
+    served = mlflow.pyfunc.load_model(_classifier_uri(trained["run_id"])).predict(
+        request_frame([f.read_bytes() for f in files]))
+    (keras_flavour,) = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{trained['run_id']}' AND name = 'model'",
+        experiment_ids=[mlflow.get_run(trained["run_id"]).info.experiment_id], output_format="list")
+    trained_path = mlflow.pyfunc.load_model(keras_flavour.model_uri).predict(
+        cache.pixels[rows][..., None].astype(np.float32))
+    assert served[["COVID", "Normal", "Viral Pneumonia"]].to_numpy() == pytest.approx(
+        np.asarray(trained_path), abs=1e-5)
+
+
+def test_malformed_requests_raise_invalid_parameter_value(trained):
+    model = mlflow.pyfunc.load_model(_classifier_uri(trained["run_id"]))
+    for frame, message in [
+        (pd.DataFrame({"image": ["%%%not-base64"]}), "not valid base64"),
+        (pd.DataFrame({"image": ["aGVsbG8="]}), "not a readable PNG/JPEG"),
+        (pd.DataFrame({"image": [""]}), "is empty"),
+    ]:
+        with pytest.raises(mlflow.exceptions.MlflowException, match=message) as err:
+            model.predict(frame)
+        assert err.value.get_http_status_code() == 400
