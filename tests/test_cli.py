@@ -32,6 +32,7 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--classes", "COVID,Pneumonia"], "unknown class 'Pneumonia'"),
         (["--weights", "/no/weights.h5"], "weights file /no/weights.h5 does not exist"),
         (["--hp", "dense_units"], "--hp expects name=value"),
+        (["--balance", "smote"], "unknown balancing strategy 'smote'; valid: none, class_weight"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):
@@ -47,11 +48,11 @@ def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, mess
 def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
     result = invoke("train", "--config", str(REPO / "experiments" / "binary.yaml"),
                     "--data-dir", str(dataset), "--epochs", "1", "--img-size", "32",
-                    "--batch-size", "", "--learning-rate", "", "--class-weight", "true",
+                    "--batch-size", "", "--learning-rate", "", "--balance", "oversample",
                     "--experiment", "cli")
     assert result.exit_code == 0, result.output
     (run,) = mlflow.search_runs(experiment_names=["cli"], output_format="list")
     assert run.data.params["cfg.classes"] == "COVID,Normal"
     assert run.data.params["cfg.batch_size"] == "32"  # blank kept the experiment file's value
     assert run.data.params["cfg.monitor"] == "val_accuracy"
-    assert run.data.params["cfg.class_weight"] == "True"
+    assert run.data.params["cfg.balance"] == "oversample"

@@ -42,9 +42,11 @@ def test_a_run_logs_params_metrics_artifacts_dataset_and_a_loadable_model(datase
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest and dataset_input.dataset.name == dataset.name
 
-    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                            output_format="list")
-    model = mlflow.pyfunc.load_model(logged.model_uri)
+    logged = {m.name: m for m in mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list")}
+    assert set(logged) == {"model", "classifier"}  # Keras flavour, and the image-bytes pyfunc
+    model = mlflow.pyfunc.load_model(logged["model"].model_uri)
+    assert "keras" in model.metadata.flavors
     assert model.metadata.signature is not None
     assert model.metadata.metadata["classes"] == ["COVID", "Normal", "Viral Pneumonia"]
     probs = model.predict(np.full((2, 32, 32, 1), 100.0, dtype=np.float32))
@@ -89,7 +91,7 @@ def test_a_failure_after_training_ends_the_run_failed(dataset, monkeypatch):
 
 def test_class_weight_and_a_class_subset(dataset):
     run_id = run_training(quick_config(dataset, epochs=1, classes=("Viral Pneumonia", "COVID"),
-                                       class_weight=True))
+                                       balance="class_weight"))
     run = mlflow.get_run(run_id)
     assert run.data.params["cfg.classes"] == "Viral Pneumonia,COVID"
     weights = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/class_weight.json"))

@@ -96,7 +96,7 @@ def log_classifier(model, classes: tuple[str, ...], img_size: int, pip_requireme
         model.save(keras_file)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=XrayClassifier(),
+            python_model=str(Path(__file__).with_name("served_model.py")),
             artifacts={"keras_model": str(keras_file)},
             model_config={"classes": list(classes), "img_size": img_size},
             signature=signature,

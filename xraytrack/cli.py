@@ -103,7 +103,8 @@ def main(verbose: bool):
 @click.option("--learning-rate", type=FLOAT)
 @click.option("--weights", type=STR, help="MobileNetV2 weights: an .h5 path, 'imagenet' or 'none'.")
 @click.option("--trainable-layers", type=INT, help="MobileNetV2 base layers left trainable.")
-@click.option("--class-weight", type=BOOL, help="Balanced class weights (true/false).")
+@click.option("--balance", type=STR, help="Class balancing of the training split: none, "
+              "class_weight, oversample, undersample or balanced_batches.")
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
 @click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
 @click.option("--experiment", type=STR, help="MLflow experiment (ignored under `mlflow run`).")
@@ -188,3 +189,34 @@ def predict(model_uri, paths, out, batch_size):
     click.echo(f"Wrote {len(frame)} predictions to {out}")
     for path, reason in skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Experiment file of the architecture, e.g. experiments/mobilenet.yaml.")
+@click.option("--strategies", type=STR, default="none,class_weight,oversample,undersample,balanced_batches",
+              show_default=True, help="Comma-separated balancing strategies to compare.")
+@click.option("--select-metric", type=STR, default="macro_f1", show_default=True,
+              help="Picks the best strategy, e.g. macro_f1, recall_covid, covid_sens_at_95_spec.")
+@click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
+@data_options
+@click.option("--epochs", type=INT)
+@click.option("--batch-size", type=INT)
+@click.option("--learning-rate", type=FLOAT)
+@click.option("--weights", type=STR)
+@click.option("--experiment", type=STR)
+@friendly_errors
+def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, classes, learning_rate,
+            **overrides):
+    """Train one child run per class-balancing strategy and compare them with bootstrap CIs."""
+    from xraytrack.compare import run_comparison
+    from xraytrack.config import load_config
+
+    cfg = load_config(config_path).with_overrides(
+        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
+        classes=split_list(classes),
+        hyperparameters={} if learning_rate is None else {"learning_rate": learning_rate},
+        **overrides,
+    )
+    run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
+                   n_bootstrap or 1000)

@@ -29,7 +29,7 @@ class TrainConfig:
     augment: bool = True
     horizontal_flip: bool = False
     weights: str | None = None
-    class_weight: bool = False
+    balance: str = "none"  # see balancing.STRATEGIES; training split only
     monitor: str = "val_loss"  # drives early stopping and the best checkpoint
     patience: int = 0  # 0: no early stopping
     hyperparameters: dict = field(default_factory=dict)

@@ -17,8 +17,8 @@ import keras
 import mlflow
 import numpy as np
 from mlflow.entities import Metric
-from sklearn.utils.class_weight import compute_class_weight
 
+from xraytrack import balancing
 from xraytrack.config import TrainConfig
 from xraytrack.data.cache import default_cache_dir
 from xraytrack.data.prepare import PreparedData
@@ -36,15 +36,6 @@ class EpochMetrics(mlflow.keras.MlflowCallback):
 def checkpoint_dir(cfg: TrainConfig) -> Path:
     root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     return root / "checkpoints" / cfg.resume_key()
-
-
-def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """scikit-learn's 'balanced' weights: n_samples / (n_classes * count of the class)."""
-    present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(c): float(w) for c, w in zip(present, weights)} | {
-        c: 0.0 for c in range(n_classes) if c not in present
-    }
 
 
 def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
@@ -98,11 +89,13 @@ def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model
             monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
         ))
     train_labels = data.labels("train")
-    class_weight = balanced_class_weight(train_labels, len(data.classes)) if cfg.class_weight else None
-    if class_weight:
+    class_weight = None
+    if cfg.balance == "class_weight":
+        class_weight = balancing.balanced_class_weight(train_labels, len(data.classes))
         mlflow.log_dict({data.classes[c]: w for c, w in class_weight.items()}, "class_weight.json")
+    order_fn = balancing.epoch_order(cfg.balance, train_labels, cfg.batch_size, cfg.seed)
     model.fit(
-        data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
+        data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn),
         validation_data=data.sequence("val", cfg.batch_size),
         epochs=cfg.epochs,
         class_weight=class_weight,

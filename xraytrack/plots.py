@@ -52,3 +52,42 @@ def learning_curves_figure(history: dict[str, list[tuple[int, float]]]) -> plt.F
         ax.set_title(name)
         ax.legend()
     return fig
+
+
+def _per_class_axes(n_classes: int):
+    cols = min(n_classes, 2)
+    rows = int(np.ceil(n_classes / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5 * rows), constrained_layout=True,
+                             squeeze=False)
+    for ax in axes.flat[n_classes:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def strategy_curves_figure(predictions: dict, classes, kind: str = "roc") -> plt.Figure:
+    """Per class, one ROC (or precision-recall) curve per strategy on the shared test split."""
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    fig, axes = _per_class_axes(len(classes))
+    for c, (ax, name) in enumerate(zip(axes, classes)):
+        for strategy, (y, probs) in predictions.items():
+            positive = y == c
+            if not 0 < positive.sum() < len(y):
+                continue
+            display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
+            display.from_predictions(positive, probs[:, c], name=strategy, ax=ax)
+        ax.set_title(f"{name} vs rest: {'ROC' if kind == 'roc' else 'precision-recall'}")
+    return fig
+
+
+def interval_bars_figure(table, metric: str = "macro_f1") -> plt.Figure:
+    """The metric per strategy with its bootstrap 95% interval."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(table) + 2, 4), constrained_layout=True)
+    values = table[metric].to_numpy()
+    errors = np.vstack([values - table[f"{metric}_lo"], table[f"{metric}_hi"] - values])
+    ax.bar(table.index, values, yerr=errors, capsize=6, color="tab:blue", alpha=0.8)
+    low = max(0.0, float(table[f"{metric}_lo"].min()) - 0.05)
+    ax.set_ylim(low, min(1.0, float(table[f"{metric}_hi"].max()) + 0.02))
+    ax.set_ylabel(f"test {metric} (95% bootstrap CI)")
+    ax.tick_params(axis="x", labelrotation=20)
+    return fig

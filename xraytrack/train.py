@@ -7,7 +7,7 @@ import warnings
 
 import mlflow
 
-from xraytrack import classifier, evaluation, fitting, model_logging, tracking
+from xraytrack import balancing, classifier, evaluation, fitting, model_logging, tracking
 from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex, index_dataset
 from xraytrack.data.prepare import PreparedData, prepare, summarize
@@ -55,12 +55,17 @@ def log_data(data: PreparedData) -> None:
     mlflow.log_input(dataset, context="training")
 
 
-def run_training(cfg: TrainConfig) -> str:
-    """Returns the MLflow run id. Input problems raise XrayTrackError before any run starts."""
+def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = None) -> str:
+    """Returns the MLflow run id. Input problems raise XrayTrackError before any run starts.
+
+    ``nested`` makes the run a child of the active one (a comparison or a tuning search).
+    """
     cfg, index = resolve(cfg)
+    balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
     model = build_model(cfg.architecture, model_spec(cfg), hp)
-    with tracking.tracked_run(cfg.experiment, cfg.run_name) as run:
+    with tracking.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
+        mlflow.set_tags(tags or {})
         mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
         tracking.log_system_info()
         data = load_data(cfg, index)

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from xraytrack.comparison import (compare, metric_names, point_metrics,
+                                  sensitivity_at_specificity, summary, to_markdown)
+
+CLASSES = ("COVID", "Normal", "Viral Pneumonia")
+
+
+def _predictions(rng, y, skill):
+    """Probabilities that put `skill` extra mass on the true class."""
+    probs = rng.dirichlet(np.ones(3), size=len(y)) + skill * np.eye(3)[y]
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_point_metrics_names_are_the_advertised_ones():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    assert set(point_metrics(y, _predictions(rng, y, 1.0), CLASSES)) == set(metric_names(CLASSES))
+    assert "covid_sens_at_95_spec" not in metric_names(("Normal", "Lung_Opacity"))
+
+
+def test_sensitivity_at_specificity():
+    positive = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    score = np.array([0.9, 0.8, 0.3, 0.2] + [0.1] * 18 + [0.85, 0.25])
+    # threshold 0.3 lets one of 20 negatives through (5%: allowed) and catches three positives;
+    # 0.2 would let two through (10%)
+    assert sensitivity_at_specificity(positive, score) == 0.75
+    assert sensitivity_at_specificity(positive, score, specificity=1.0) == 0.25
+
+
+def test_intervals_bracket_the_point_and_separate_a_good_model_from_a_bad_one():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    table = compare({"good": (y, _predictions(rng, y, 2.0)), "bad": (y, _predictions(rng, y, 0.1))},
+                    CLASSES, n_boot=300, seed=0)
+    for strategy in table.index:
+        for m in ("macro_f1", "auc_covid", "covid_sens_at_95_spec"):
+            assert table.at[strategy, f"{m}_lo"] <= table.at[strategy, m] <= table.at[strategy, f"{m}_hi"]
+    assert table.at["good", "macro_f1_lo"] > table.at["bad", "macro_f1_hi"]
+    text = summary(table, CLASSES, baseline="bad")
+    assert "COVID: recall best with `good`" in text and "do not overlap" in text
+    assert "| macro_f1 | " in to_markdown(table)
+
+
+def test_strategies_must_share_the_test_split():
+    y = np.array([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="same test split"):
+        compare({"a": (y, np.eye(3)[y]), "b": (y[:3], np.eye(3)[y[:3]])}, CLASSES, n_boot=10)

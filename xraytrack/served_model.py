@@ -1,0 +1,10 @@
+"""MLflow 'models from code' entry: the file logged as the classifier's python_model.
+
+Importing it registers the image classifier; it is never imported by xraytrack itself.
+"""
+
+import mlflow
+
+from xraytrack.classifier import XrayClassifier
+
+mlflow.models.set_model(XrayClassifier())
