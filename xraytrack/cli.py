@@ -220,3 +220,31 @@ def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, class
     )
     run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
                    n_bootstrap or 1000)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Experiment file of the architecture to tune, e.g. experiments/adapted_cnn.yaml.")
+@click.option("--tuner", type=STR, default="hyperband", show_default=True,
+              help="hyperband, bayesian or random (keras-tuner's oracles).")
+@click.option("--max-trials", type=INT, default=20, show_default=True)
+@click.option("--objective", type=STR, default="val_macro_f1", show_default=True,
+              help="val_macro_f1, val_auc, val_accuracy or val_loss (validation split only).")
+@data_options
+@click.option("--epochs", type=INT, help="Epochs per trial (Hyperband: the most any trial gets).")
+@click.option("--batch-size", type=INT)
+@click.option("--weights", type=STR)
+@click.option("--experiment", type=STR)
+@friendly_errors
+def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrides):
+    """Search hyper-parameters with keras-tuner; trials are child runs, the best is retrained."""
+    from xraytrack.config import load_config
+    from xraytrack.tune import SearchSettings, run_search
+
+    cfg = load_config(config_path).with_overrides(
+        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
+        classes=split_list(classes), **overrides)
+    defaults = SearchSettings()
+    run_search(cfg, SearchSettings(tuner=tuner or defaults.tuner,
+                                   max_trials=defaults.max_trials if max_trials is None else max_trials,
+                                   objective=objective or defaults.objective))

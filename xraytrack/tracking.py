@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from contextlib import contextmanager
 
 import mlflow
@@ -16,16 +17,21 @@ def _sigterm_as_interrupt(signum, frame):
 
 
 @contextmanager
-def tracked_run(experiment: str, run_name: str | None = None, nested: bool = False):
+def tracked_run(experiment: str, run_name: str | None = None, nested: bool = False,
+                parent_run_id: str | None = None):
     """Start (or, under ``mlflow run``, adopt) a run and end it FINISHED, FAILED or KILLED.
 
     The tracking store is MLflow's own default (``sqlite:///mlflow.db`` in the working folder),
     the same one ``mlflow run`` and ``mlflow ui`` use; ``MLFLOW_TRACKING_URI`` overrides it.
     """
-    if not nested and "MLFLOW_RUN_ID" not in os.environ:
+    child = nested or parent_run_id is not None
+    nested = nested or (parent_run_id is not None and mlflow.active_run() is not None)
+    if not child and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    run = mlflow.start_run(run_name=run_name, nested=nested, log_system_metrics=not nested)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main_thread else None
+    run = mlflow.start_run(run_name=run_name, nested=nested, parent_run_id=parent_run_id,
+                           log_system_metrics=not child)
     try:
         yield run
     except KeyboardInterrupt:
@@ -37,7 +43,8 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     else:
         mlflow.end_run("FINISHED")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def log_system_info() -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import keras_tuner as kt
 import mlflow
 
 from xraytrack import balancing, classifier, evaluation, fitting, model_logging, tracking
@@ -55,27 +56,32 @@ def log_data(data: PreparedData) -> None:
     mlflow.log_input(dataset, context="training")
 
 
+def train_and_log(cfg: TrainConfig, data: PreparedData, hp: kt.HyperParameters) -> dict[str, float]:
+    """Everything a training run logs, into the active MLflow run; returns the test scores."""
+    model = build_model(cfg.architecture, model_spec(cfg), hp)
+    mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
+    tracking.log_system_info()
+    log_data(data)
+    fitting.fit(model, data, cfg)
+    scores = evaluation.evaluate_and_log(model, data, cfg.batch_size)
+    model_logging.log_keras_model(model, data.classes, cfg.img_size)
+    classifier.log_classifier(model, data.classes, cfg.img_size, model_logging.pip_requirements())
+    fitting.discard_checkpoints(cfg)
+    print("Test: " + ", ".join(f"{k[5:]}={scores[k]:.4f}" for k in HEADLINE if k in scores))
+    return scores
+
+
 def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = None) -> str:
     """Returns the MLflow run id. Input problems raise XrayTrackError before any run starts.
 
-    ``nested`` makes the run a child of the active one (a comparison or a tuning search).
+    ``nested`` makes the run a child of the active one (a comparison's strategies).
     """
     cfg, index = resolve(cfg)
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
-    model = build_model(cfg.architecture, model_spec(cfg), hp)
+    build_model(cfg.architecture, model_spec(cfg), hp)  # fail on a bad setting before the run
     with tracking.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
         mlflow.set_tags(tags or {})
-        mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
-        tracking.log_system_info()
-        data = load_data(cfg, index)
-        log_data(data)
-        fitting.fit(model, data, cfg)
-        scores = evaluation.evaluate_and_log(model, data, cfg.batch_size)
-        model_logging.log_keras_model(model, data.classes, cfg.img_size)
-        classifier.log_classifier(model, data.classes, cfg.img_size,
-                                  model_logging.pip_requirements())
-        fitting.discard_checkpoints(cfg)
-        print("Test: " + ", ".join(f"{k[5:]}={scores[k]:.4f}" for k in HEADLINE if k in scores))
+        train_and_log(cfg, load_data(cfg, index), hp)
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
         return run.info.run_id

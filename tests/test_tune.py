@@ -1,0 +1,94 @@
+"""Keras Tuner search: parent/child runs, resume, settings errors, chief + workers."""
+
+import io
+import os
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+
+from helpers import quick_config
+from servers import free_port, venv_env
+from xraytrack.errors import XrayTrackError
+from xraytrack.tune import SearchSettings, run_search
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _children(parent_id: str, role: str = "trial"):
+    exp = mlflow.get_run(parent_id).info.experiment_id
+    return mlflow.search_runs([exp], output_format="list", filter_string=(
+        f"tags.mlflow.parentRunId = '{parent_id}' AND tags.`xraytrack.role` = '{role}'"))
+
+
+def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(dataset):
+    cfg = quick_config(dataset, epochs=2, experiment="tune")
+    parent_id = run_search(cfg, SearchSettings(tuner="random", max_trials=3))
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    trials = _children(parent_id)
+    assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)
+    assert all("hp.dense_units" in t.data.params and "val_macro_f1" in t.data.metrics for t in trials)
+    assert len(mlflow.MlflowClient().get_metric_history(trials[0].info.run_id, "val_loss")) == 2
+    assert len(_children(parent_id, "default")) == 1
+    frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent_id}/trials.csv")))
+    assert len(frame) == 3 and set(frame["run_id"]) == {t.info.run_id for t in trials}
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id)}
+    assert {"search_space.json", "trials.csv", "objective_by_trial.png", "best_hyperparameters.json",
+            "confusion_matrix.png", "predictions.csv", "split.csv"} <= artifacts
+    m = parent.data.metrics
+    assert m["search_best_val_macro_f1"] == pytest.approx(frame["score"].max())
+    assert "default_val_macro_f1" in m and "test_macro_f1" in m  # test touched by the final model
+    assert parent.data.tags["xraytrack.best_beats_default"] in ("True", "False")
+    best = frame.loc[frame["score"].idxmax()]
+    assert parent.data.params["hp.dense_units"] == str(best["dense_units"])
+
+
+def test_rerunning_the_same_search_continues_it(dataset):
+    cfg = quick_config(dataset, epochs=1, experiment="tune")
+    run_search(cfg, SearchSettings(tuner="random", max_trials=2))
+    second = run_search(cfg, SearchSettings(tuner="random", max_trials=2))
+    assert _children(second) == []  # both trials were already done: nothing re-run
+    frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{second}/trials.csv")))
+    assert len(frame) == 2
+
+
+@pytest.mark.parametrize("settings, message", [
+    (SearchSettings(tuner="grid"), "unknown tuner 'grid'"),
+    (SearchSettings(objective="val_f2"), "unknown objective 'val_f2'"),
+    (SearchSettings(max_trials=0), "max_trials must be at least 1"),
+])
+def test_bad_settings_are_one_line_errors(dataset, settings, message):
+    with pytest.raises(XrayTrackError, match=message):
+        run_search(quick_config(dataset), settings)
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_file_every_trial_under_one_parent(dataset, tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "-m", "xraytrack", "tune", "--config",
+           str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir", str(dataset),
+           "--img-size", "32", "--epochs", "1", "--tuner", "random", "--max-trials", "4",
+           "--experiment", "distributed"]
+    mlflow.set_experiment("distributed")  # create the SQLite store once, not in three processes
+    procs = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = venv_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                       KERASTUNER_ORACLE_PORT=str(port))
+        log = open(tmp_path / f"{tuner_id}.log", "w")
+        procs[tuner_id] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    try:
+        for tuner_id, (proc, _) in procs.items():
+            assert proc.wait(timeout=900) == 0, (tmp_path / f"{tuner_id}.log").read_text()[-3000:]
+    finally:
+        for proc, log in procs.values():
+            proc.kill()
+            log.close()
+    (parent,) = mlflow.search_runs(experiment_names=["distributed"], output_format="list",
+                                   filter_string="tags.`xraytrack.role` = 'search'")
+    trials = _children(parent.info.run_id)
+    assert len(trials) == 4
+    assert {t.data.tags["xraytrack.tuner_id"] for t in trials} == {"tuner0", "tuner1"}
+    assert parent.info.status == "FINISHED" and "test_macro_f1" in parent.data.metrics

@@ -1,0 +1,238 @@
+"""Keras Tuner search as an MLflow parent run, each trial a nested child run.
+
+Roles follow keras-tuner's distributed mode: with KERASTUNER_TUNER_ID unset one process does
+everything; ``chief`` serves the oracle (KERASTUNER_ORACLE_IP/PORT), owns the parent run and, when
+the search ends, retrains the best configuration; any other id is a worker that runs trials and
+files them under the chief's parent run, found by the search's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import time
+
+import keras
+import keras_tuner as kt
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+
+from xraytrack import fitting, tracking
+from xraytrack.config import TrainConfig
+from xraytrack.data.index import DatasetIndex
+from xraytrack.data.prepare import PreparedData
+from xraytrack.errors import XrayTrackError
+from xraytrack.models import ModelSpec, build_model, hyperparameters
+from xraytrack.train import load_data, model_spec, resolve, train_and_log
+
+TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
+OBJECTIVES = {"val_macro_f1": "max", "val_auc": "max", "val_accuracy": "max", "val_loss": "min"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    tuner: str = "hyperband"
+    max_trials: int = 20
+    objective: str = "val_macro_f1"
+
+    def check(self) -> None:
+        if self.tuner not in TUNERS:
+            raise XrayTrackError(f"unknown tuner {self.tuner!r}; choose one of {', '.join(TUNERS)}")
+        if self.objective not in OBJECTIVES:
+            raise XrayTrackError(
+                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.max_trials < 1:
+            raise XrayTrackError(f"max_trials must be at least 1, got {self.max_trials}")
+
+
+def search_key(cfg: TrainConfig, settings: SearchSettings) -> str:
+    """The same command gives the same key: it names the resumable state and the parent run."""
+    params = cfg.params() | {f"tune.{k}": str(v) for k, v in dataclasses.asdict(settings).items()}
+    for volatile in ("cfg.run_name", "cfg.experiment", "cfg.cache_dir"):
+        params.pop(volatile, None)
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def role() -> str:
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    return "single" if tuner_id is None else "chief" if tuner_id == "chief" else "worker"
+
+
+def model_values(hp: kt.HyperParameters) -> dict:
+    """The architecture's hyper-parameters, without Hyperband's own 'tuner/...' bookkeeping."""
+    return {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+
+
+class ArchitectureHyperModel(kt.HyperModel):
+    """The architecture's own builder: the same code path as ``train``."""
+
+    def __init__(self, architecture: str, spec: ModelSpec):
+        super().__init__(name=architecture)
+        self.architecture, self.spec = architecture, spec
+
+    def build(self, hp):
+        return build_model(self.architecture, self.spec, hp)
+
+
+class TrackedTrials:
+    """Tuner mixin: every trial runs inside a child run of the search's parent run."""
+
+    parent_run_id: str
+    objective_name: str
+
+    def run_trial(self, trial, *args, **kwargs):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), fitting.EpochMetrics()]
+        with tracking.tracked_run("", run_name=f"trial-{trial.trial_id}",
+                                  parent_run_id=self.parent_run_id):
+            mlflow.set_tags({"xraytrack.trial_id": trial.trial_id, "xraytrack.role": "trial",
+                             "xraytrack.tuner_id": self.tuner_id})
+            mlflow.log_params({f"hp.{k}": v for k, v in model_values(trial.hyperparameters).items()})
+            histories = super().run_trial(trial, *args, **kwargs)
+            values = [v for h in histories for v in h.history.get(self.objective_name, [])]
+            if values:
+                best = max(values) if OBJECTIVES[self.objective_name] == "max" else min(values)
+                mlflow.log_metric(f"best_{self.objective_name}", best)
+            return histories
+
+
+def make_tuner(settings: SearchSettings, hypermodel, directory: str, seed: int, epochs: int,
+               parent_run_id: str):
+    base = TUNERS[settings.tuner]
+    tracked = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
+    objective = kt.Objective(settings.objective, OBJECTIVES[settings.objective])
+    common = dict(objective=objective, directory=directory, project_name="search", seed=seed,
+                  overwrite=False, max_consecutive_failed_trials=3)
+    if settings.tuner == "hyperband":
+        tuner = tracked(hypermodel, max_epochs=epochs, factor=3, **common)
+        tuner.oracle.max_trials = settings.max_trials  # Hyperband has no cap of its own
+    else:
+        tuner = tracked(hypermodel, max_trials=settings.max_trials, **common)
+    tuner.parent_run_id, tuner.objective_name = parent_run_id, settings.objective
+    return tuner
+
+
+def trials_frame(tuner, experiment_id: str, parent_run_id: str) -> pd.DataFrame:
+    """One row per trial: id, status, score, hyper-parameters and its MLflow child run."""
+    runs = mlflow.search_runs(
+        [experiment_id], output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' AND tags.`xraytrack.role` = 'trial'")
+    run_of = {r.data.tags["xraytrack.trial_id"]: r.info.run_id for r in runs}
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        rows.append({"trial_id": trial_id, "status": trial.status, "score": trial.score,
+                     "best_step": trial.best_step, "run_id": run_of.get(trial_id, ""),
+                     **model_values(trial.hyperparameters)})
+    return pd.DataFrame(rows)
+
+
+def objective_figure(frame: pd.DataFrame, objective: str, default_score: float | None):
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    scores = frame["score"].astype(float).to_numpy()
+    x = np.arange(len(scores))
+    ax.scatter(x, scores, label="trial")
+    running = (np.fmax.accumulate if OBJECTIVES[objective] == "max" else np.fmin.accumulate)(
+        np.nan_to_num(scores, nan=-np.inf if OBJECTIVES[objective] == "max" else np.inf))
+    ax.step(x, running, where="post", color="tab:orange", label="best so far")
+    if default_score is not None:
+        ax.axhline(default_score, color="gray", ls="--", label="architecture default")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.legend()
+    return fig
+
+
+def _wait_for_parent(key: str, timeout: float = 600) -> mlflow.entities.Run:
+    """Workers file trials under the chief's parent run; the chief may still be starting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`xraytrack.search_key` = '{key}' AND attributes.status = 'RUNNING'",
+            output_format="list", max_results=1)
+        if runs:
+            return runs[0]
+        if time.monotonic() > deadline:
+            raise XrayTrackError(f"no running search with key {key}: start the chief first")
+        time.sleep(2)
+
+
+def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, parent_run_id: str,
+            directory: str):
+    hypermodel = ArchitectureHyperModel(cfg.architecture, model_spec(cfg))
+    tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id)
+    callbacks = [keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
+                                               patience=cfg.patience)] if cfg.patience else []
+    tuner.search(data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
+                 validation_data=data.sequence("val", cfg.batch_size), epochs=cfg.epochs,
+                 callbacks=callbacks)
+    return tuner
+
+
+def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedData,
+                   parent_run_id: str) -> float:
+    """The architecture's default configuration, trained on the same budget as a trial."""
+    hp = hyperparameters(cfg.hyperparameters)
+    model = build_model(cfg.architecture, model_spec(cfg), hp)
+    with tracking.tracked_run("", run_name="default", parent_run_id=parent_run_id):
+        mlflow.set_tags({"xraytrack.role": "default"})
+        mlflow.log_params({f"hp.{k}": v for k, v in hp.values.items()})
+        history = model.fit(data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
+                            validation_data=data.sequence("val", cfg.batch_size),
+                            epochs=cfg.epochs, callbacks=[fitting.EpochMetrics()])
+        values = history.history[settings.objective]
+        best = max(values) if OBJECTIVES[settings.objective] == "max" else min(values)
+        mlflow.log_metric(f"best_{settings.objective}", best)
+    return float(best)
+
+
+def run_search(cfg: TrainConfig, settings: SearchSettings) -> str | None:
+    """Returns the parent run id (None on a worker)."""
+    settings.check()
+    cfg, index = resolve(cfg)
+    build_model(cfg.architecture, model_spec(cfg), hyperparameters())  # bad settings fail here
+    key = search_key(cfg, settings)
+    directory = str(fitting.checkpoint_dir(cfg).parent.parent / "tuning" / key)
+    if role() == "worker":
+        parent = _wait_for_parent(key)
+        mlflow.set_experiment(experiment_id=parent.info.experiment_id)
+        _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory)
+        return None
+    with tracking.tracked_run(cfg.experiment, cfg.run_name or f"tune-{cfg.architecture}") as parent:
+        return _chief(cfg, settings, index, key, directory, parent)
+
+
+def _chief(cfg, settings, index: DatasetIndex, key: str, directory: str, parent) -> str:
+    parent_id = parent.info.run_id
+    mlflow.set_tags({"xraytrack.search_key": key, "xraytrack.role": "search"})
+    mlflow.log_params({f"tune.{k}": v for k, v in dataclasses.asdict(settings).items()}
+                      | {"tune.directory": directory, "tune.role": role()})
+    data = load_data(cfg, index)
+    tuner = _search(cfg, settings, data, parent_id, directory)
+    space = [{"name": h.name, **h.get_config()} for h in tuner.oracle.get_space().space]
+    mlflow.log_dict(space, "search_space.json")
+    frame = trials_frame(tuner, parent.info.experiment_id, parent_id)
+    if frame.empty or frame["score"].isna().all():
+        raise XrayTrackError("no trial finished; see the trial runs for their errors")
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    mlflow.log_text(buf.getvalue(), "trials.csv")
+    best_hp = model_values(tuner.get_best_hyperparameters(1)[0])
+    best_score = float(tuner.oracle.get_best_trials(1)[0].score)
+    default = _default_score(cfg, settings, data, parent_id)
+    mlflow.log_dict(best_hp, "best_hyperparameters.json")
+    mlflow.log_metrics({f"search_best_{settings.objective}": best_score,
+                        f"default_{settings.objective}": default})
+    better = best_score > default if OBJECTIVES[settings.objective] == "max" else best_score < default
+    mlflow.set_tag("xraytrack.best_beats_default", str(better))
+    fig = objective_figure(frame, settings.objective, default)
+    mlflow.log_figure(fig, "objective_by_trial.png")
+    plt.close(fig)
+    print(f"Best {settings.objective}: {best_score:.4f} (default {default:.4f}) with {best_hp}")
+    best_cfg = dataclasses.replace(cfg, hyperparameters=best_hp)
+    train_and_log(best_cfg, data, hyperparameters(best_hp))
+    return parent_id
