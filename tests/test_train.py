@@ -14,6 +14,7 @@ EXPECTED_ARTIFACTS = {
     "classification_report.json", "classification_report.txt", "confusion_matrix.png",
     "confusion_matrix.csv", "roc_curves.png", "learning_curves.png", "predictions.csv",
     "split.csv", "skipped.csv", "system_info.json", "data_counts.json", "model_summary.txt",
+    "audit.md", "gradcam_overlays.png",
 }
 
 
@@ -29,7 +30,8 @@ def test_a_run_logs_params_metrics_artifacts_dataset_and_a_loadable_model(datase
     m = run.data.metrics
     for name in ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_auc",
                  "test_precision_viral_pneumonia", "test_recall_covid", "test_f1_normal",
-                 "test_auc_covid", "val_loss", "val_macro_f1"):
+                 "test_auc_covid", "val_loss", "val_macro_f1", "audit_lungs_removed_macro_f1",
+                 "audit_lungs_only_balanced_accuracy", "audit_gradcam_lung_share_normal"):
         assert 0 <= m[name] <= 10, name
     history = mlflow.MlflowClient().get_metric_history(run_id, "val_loss")
     assert sorted(h.step for h in history) == [0, 1]

@@ -106,6 +106,7 @@ def main(verbose: bool):
 @click.option("--balance", type=STR, help="Class balancing of the training split: none, "
               "class_weight, oversample, undersample or balanced_batches.")
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
+@click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
 @click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
 @click.option("--experiment", type=STR, help="MLflow experiment (ignored under `mlflow run`).")
 @click.option("--run-name", type=STR)
@@ -248,3 +249,29 @@ def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrid
     run_search(cfg, SearchSettings(tuner=tuner or defaults.tuner,
                                    max_trials=defaults.max_trials if max_trials is None else max_trials,
                                    objective=objective or defaults.objective))
+
+
+@main.command()
+@click.argument("model_ref")
+@click.option("--data-dir", type=STR, help="Where the run's images are now (default: as logged).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@friendly_errors
+def audit(model_ref, data_dir, batch_size):
+    """Shortcut audit of a trained model (a run id or models:/ URI) on its test split."""
+    from xraytrack.explain import audit_run
+
+    result = audit_run(model_ref, data_dir, batch_size)
+    click.echo(result.text)
+
+
+@main.command()
+@click.argument("model_ref")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default="gradcam", show_default=True)
+@friendly_errors
+def explain(model_ref, images, out):
+    """Grad-CAM overlays of IMAGES (files or folders) for a run id or models:/ URI."""
+    from xraytrack.explain import explain_images
+
+    written = explain_images(model_ref, list(images), out)
+    click.echo(f"Wrote {len(written)} overlays to {out}")

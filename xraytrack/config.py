@@ -32,6 +32,7 @@ class TrainConfig:
     balance: str = "none"  # see balancing.STRATEGIES; training split only
     monitor: str = "val_loss"  # drives early stopping and the best checkpoint
     patience: int = 0  # 0: no early stopping
+    audit: bool = True  # shortcut audit and Grad-CAM overlays after the test evaluation
     hyperparameters: dict = field(default_factory=dict)
     experiment: str = "xraytrack"
     run_name: str | None = None
@@ -60,7 +61,7 @@ class TrainConfig:
 
     def resume_key(self) -> str:
         """Identifies 'the same command', so re-running it continues an interrupted run."""
-        ignore = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir"}
+        ignore = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit"}
         items = {k: v for k, v in self.params().items() if k not in ignore}
         return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 

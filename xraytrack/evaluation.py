@@ -66,11 +66,11 @@ def log_test_evaluation(y_true, probs, paths, classes, prefix: str = "test_") ->
     return scores
 
 
-def evaluate_and_log(model: keras.Model, data: PreparedData, batch_size: int) -> dict[str, float]:
-    """The test split is touched here, once, after training has finished."""
+def evaluate_and_log(model: keras.Model, data: PreparedData, batch_size: int):
+    """The test split is touched here, once, after training has finished: (scores, probs)."""
     probs = predict_split(model, data, "test", batch_size)
     scores = log_test_evaluation(data.labels("test"), probs, data.paths("test"), data.classes)
     history = epoch_history(mlflow.active_run().info.run_id)
     if history:
         _log_figure(plots.learning_curves_figure(history), "learning_curves.png")
-    return scores
+    return scores, probs

@@ -91,3 +91,21 @@ def interval_bars_figure(table, metric: str = "macro_f1") -> plt.Figure:
     ax.set_ylabel(f"test {metric} (95% bootstrap CI)")
     ax.tick_params(axis="x", labelrotation=20)
     return fig
+
+
+def overlay_figure(images: np.ndarray, heatmaps: np.ndarray, regions, titles) -> plt.Figure:
+    """Each image in gray, its Grad-CAM heatmap in colour on top, the lung region outlined."""
+    n = len(images)
+    cols = min(n, 4)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, heat, region, title in zip(axes.flat, images, heatmaps, regions, titles):
+        ax.imshow(img, cmap="gray")
+        ax.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        if region is not None:
+            ax.contour(region, levels=[0.5], colors="white", linewidths=0.8)
+        ax.set_title(title, fontsize=8)
+    return fig

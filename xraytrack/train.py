@@ -7,8 +7,10 @@ import warnings
 
 import keras_tuner as kt
 import mlflow
+import numpy as np
 
-from xraytrack import balancing, classifier, evaluation, fitting, model_logging, tracking
+from xraytrack import (audit, balancing, classifier, evaluation, fitting, lungs, model_logging,
+                       tracking)
 from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex, index_dataset
 from xraytrack.data.prepare import PreparedData, prepare, summarize
@@ -56,6 +58,14 @@ def log_data(data: PreparedData) -> None:
     mlflow.log_input(dataset, context="training")
 
 
+def audit_test_split(model, data: PreparedData, probs, batch_size: int) -> None:
+    paths = data.paths("test")
+    images = np.asarray(data.pixels[data.rows[data.split.indices("test")]])
+    regions, from_mask = lungs.lung_regions(data.split.index.root, paths, images.shape[1])
+    audit.run_and_log(model, images, data.labels("test"), probs, data.classes, regions, from_mask,
+                      batch_size)
+
+
 def train_and_log(cfg: TrainConfig, data: PreparedData, hp: kt.HyperParameters) -> dict[str, float]:
     """Everything a training run logs, into the active MLflow run; returns the test scores."""
     model = build_model(cfg.architecture, model_spec(cfg), hp)
@@ -63,7 +73,9 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, hp: kt.HyperParameters) 
     tracking.log_system_info()
     log_data(data)
     fitting.fit(model, data, cfg)
-    scores = evaluation.evaluate_and_log(model, data, cfg.batch_size)
+    scores, probs = evaluation.evaluate_and_log(model, data, cfg.batch_size)
+    if cfg.audit:
+        audit_test_split(model, data, probs, cfg.batch_size)
     model_logging.log_keras_model(model, data.classes, cfg.img_size)
     classifier.log_classifier(model, data.classes, cfg.img_size, model_logging.pip_requirements())
     fitting.discard_checkpoints(cfg)

@@ -1,0 +1,97 @@
+"""The shortcut audit flags a model that reads outside the lungs and clears one that reads inside."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xraytrack.audit import audit, verdict
+from xraytrack.lungs import FALLBACK_BOX, fallback_region, lung_regions, occlude
+from xraytrack.models import ModelSpec, build_model, hyperparameters
+
+SIZE = 64
+
+
+def planted(n: int, where: str, seed: int):
+    """The class is a 7x7 patch, dark or bright, at the centre ('inside' the lung box) or in the
+    top-left corner ('outside' it), like a source's marker on the film."""
+    rng = np.random.default_rng(seed)
+    images = np.clip(rng.normal(110, 15, (n, SIZE, SIZE)), 0, 255)
+    y = np.arange(n) % 2
+    at = slice(28, 35) if where == "inside" else slice(1, 8)
+    images[:, at, at] = np.where(y == 1, 250, 10)[:, None, None]
+    return images.astype(np.uint8), y
+
+
+def trained_on(where: str):
+    x, y = planted(240, where, seed=1)
+    model = build_model("simple_cnn", ModelSpec(2, SIZE, augment=False),
+                        hyperparameters({"filters": 16, "dense_units": 32}))
+    model.fit(x[..., None].astype("float32"), np.eye(2)[y], epochs=6, batch_size=16, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def audits():
+    results = {}
+    for where in ("outside", "inside"):
+        model = trained_on(where)
+        x, y = planted(80, where, seed=2)
+        regions = np.repeat(fallback_region(SIZE)[None], len(x), axis=0)
+        results[where] = audit(model, x, y, ("plain", "patched"), regions, np.zeros(len(x), bool))
+    return results
+
+
+@pytest.mark.parametrize("where, flagged", [("outside", True), ("inside", False)])
+def test_audit_flags_only_the_model_whose_signal_is_outside_the_lungs(audits, where, flagged):
+    result = audits[where]
+    m = result.metrics
+    assert m["audit_plain_balanced_accuracy"] > 0.95  # both models learned their patch
+    assert result.flagged is flagged and m["audit_shortcut_flag"] == float(flagged)
+    assert ("Shortcut warning" in result.text) is flagged
+    removed, only = m["audit_lungs_removed_balanced_accuracy"], m["audit_lungs_only_balanced_accuracy"]
+    if flagged:
+        assert removed > 0.9 and only < 0.65
+    else:
+        assert removed < 0.65 and only > 0.9
+
+
+def test_gradcam_attention_sits_more_in_the_lungs_for_the_inside_model(audits):
+    inside = audits["inside"].metrics["audit_gradcam_lung_share"]
+    outside = audits["outside"].metrics["audit_gradcam_lung_share"]
+    assert inside > outside + 0.1
+
+
+def test_verdict_thresholds():
+    assert verdict(0.95, 0.90, 4) == (True, pytest.approx((0.90 - 0.25) / 0.70))
+    assert verdict(0.95, 0.30, 4)[0] is False  # near chance without the lungs
+    assert verdict(0.40, 0.38, 4)[0] is False  # retains skill, but little above chance
+
+
+def test_masks_are_matched_despite_inconsistent_names_and_fallback_elsewhere(tmp_path):
+    for cls, image_name, mask_name in [("Normal", "Normal-1.jpg", "NORMAL-1.png"),
+                                       ("Viral Pneumonia", "Viral Pneumonia-1.jpg",
+                                        "Viral_Pneumonia-1.png")]:
+        (tmp_path / cls / "images").mkdir(parents=True)
+        (tmp_path / cls / "masks").mkdir()
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / cls / "images" / image_name)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10:30, 5:20] = 255
+        Image.fromarray(mask).convert("RGB").save(tmp_path / cls / "masks" / mask_name)
+    paths = ["Normal/images/Normal-1.jpg", "Viral Pneumonia/images/Viral Pneumonia-1.jpg",
+             "Normal/images/Normal-2.jpg"]
+    regions, from_mask = lung_regions(tmp_path, paths, 32)
+    assert from_mask.tolist() == [True, True, False]
+    assert regions[0][5:15, 3:10].all() and not regions[0][20:, 20:].any()
+    np.testing.assert_array_equal(regions[2], fallback_region(32))
+    top, bottom, left, right = FALLBACK_BOX
+    assert regions[2].mean() == pytest.approx((bottom - top) * (right - left), abs=0.05)
+
+
+def test_occlusion_fills_with_the_image_mean():
+    img = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    region = np.zeros((1, 4, 4), bool)
+    region[0, 1:3, 1:3] = True
+    removed = occlude(img, region, keep="outside")
+    only = occlude(img, region, keep="lungs")
+    assert (removed[0][region[0]] == img.mean()).all() and (removed[0][~region[0]] == img[0][~region[0]]).all()
+    assert (only[0][~region[0]] == img.mean()).all() and (only[0][region[0]] == img[0][region[0]]).all()

@@ -1,0 +1,56 @@
+"""Find a trained Keras model, its classes and its source run from a run id or a model URI."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import keras
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from xraytrack.errors import XrayTrackError
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class TrainedModel:
+    model: keras.Model
+    classes: list[str]
+    img_size: int
+    run_id: str
+
+
+def _source_run(ref: str) -> str:
+    if RUN_ID.match(ref):
+        return ref
+    if ref.startswith("runs:/"):
+        return ref.split("/")[1]
+    match = re.match(r"^models:/([^/@]+)@(.+)$", ref) or re.match(r"^models:/([^/@]+)/(\d+)$", ref)
+    if match and not match.group(1).startswith("m-"):
+        client = mlflow.MlflowClient()
+        name, which = match.groups()
+        version = (client.get_model_version(name, which) if which.isdigit()
+                   else client.get_model_version_by_alias(name, which))
+        return version.run_id
+    if ref.startswith("models:/m-"):
+        return mlflow.get_logged_model(ref.split("/")[1]).source_run_id
+    raise XrayTrackError(f"{ref!r} is neither a run id nor a runs:/ or models:/ URI")
+
+
+def load_trained(ref: str) -> TrainedModel:
+    """The Keras-flavour model ('model') logged by the run behind ``ref``."""
+    try:
+        run_id = _source_run(ref)
+        run = mlflow.get_run(run_id)
+        models = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id], output_format="list",
+            filter_string=f"source_run_id = '{run_id}' AND name = 'model'")
+        if not models:
+            raise XrayTrackError(f"run {run_id} logged no Keras model")
+        model = mlflow.keras.load_model(models[0].model_uri)
+    except MlflowException as exc:
+        raise XrayTrackError(f"cannot load {ref}: {exc.message.splitlines()[0]}") from None
+    meta = mlflow.models.get_model_info(models[0].model_uri).metadata or {}
+    return TrainedModel(model, list(meta["classes"]), int(meta["img_size"]), run_id)
