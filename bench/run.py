@@ -1,0 +1,83 @@
+"""Run every benchmark, print the tables and write docs/benchmarks.md.
+
+    python bench/run.py [--quick]
+
+Needs the real data (XRAYTRACK_DATA_DIR, default ../shared/data/COVID-19_Radiography_Dataset)
+and MobileNetV2's weights (XRAYTRACK_WEIGHTS, default ../shared/weights/...). Each case runs in a
+process of its own (bench/cases.py), so every row has its own peak memory. Speed goals are
+ratios measured side by side in this one run: the machines are shared and absolute times drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ARCHITECTURES = ("simple_cnn", "dropout_cnn", "adapted_cnn", "mobilenet")
+
+
+def cases(quick: bool):
+    yield "pipeline", [("pipeline_cached", s) for s in ("150", "224")]
+    yield "pipeline", [("pipeline_seed", s) for s in ("150", "224")]
+    yield "pipeline", [("pipeline_keras_dir", s) for s in ("150", "224")]
+    steps = "5" if quick else "20"
+    yield "training", [("train_step", a, j, steps) for a in ARCHITECTURES for j in ("off", "xla")]
+    n = "400" if quick else "2000"
+    yield "epoch", [("epoch_project", n), ("epoch_seed", n)]
+    yield "inference", [("matmul_peak",), ("inference", "simple_cnn"), ("inference", "mobilenet")]
+    yield "mlflow", [("mlflow_overhead", "tracked"), ("mlflow_overhead", "untracked")]
+
+
+def run_case(args) -> list[dict]:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "cases.py"), *args], env=env,
+                          capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"bench case {args} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+            f"TensorFlow {version('tensorflow')}, Keras {version('keras')}, MLflow {version('mlflow')}, "
+            f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and images (a smoke run)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    os.environ.setdefault("XRAYTRACK_DATA_DIR", str(SHARED / "data" / "COVID-19_Radiography_Dataset"))
+    os.environ.setdefault("XRAYTRACK_WEIGHTS", str(
+        SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    started = time.time()
+    results: dict[str, list[dict]] = {}
+    for group, group_cases in cases(args.quick):
+        for case in group_cases:
+            print(f"... {' '.join(case)}", flush=True)
+            results.setdefault(group, []).extend(run_case(case))
+    from report import render  # bench/report.py: the tables and what they say
+
+    text = render(results, machine(), " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+                  time.time() - started, str(date.today()))
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
