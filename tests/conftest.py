@@ -65,6 +65,13 @@ def isolated_stores(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
+    yield
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID and remembers the experiment: both would
+    # point the next test (and its `mlflow run` subprocesses) at another test's store.
+    import mlflow.tracking.fluent
+
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The shortcut audit flags a model that reads outside the lungs and clears one that reads inside."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,6 +24,7 @@ def planted(n: int, where: str, seed: int):
 
 
 def trained_on(where: str):
+    keras.utils.set_random_seed(0)
     x, y = planted(240, where, seed=1)
     model = build_model("simple_cnn", ModelSpec(2, SIZE, augment=False),
                         hyperparameters({"filters": 16, "dense_units": 32}))
