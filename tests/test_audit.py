@@ -95,5 +95,6 @@ def test_occlusion_fills_with_the_image_mean():
     region[0, 1:3, 1:3] = True
     removed = occlude(img, region, keep="outside")
     only = occlude(img, region, keep="lungs")
-    assert (removed[0][region[0]] == img.mean()).all() and (removed[0][~region[0]] == img[0][~region[0]]).all()
+    assert (removed[0][region[0]] == img.mean()).all()
+    assert (removed[0][~region[0]] == img[0][~region[0]]).all()
     assert (only[0][~region[0]] == img.mean()).all() and (only[0][region[0]] == img[0][region[0]]).all()

@@ -7,7 +7,6 @@ from helpers import quick_config
 from xraytrack import compare as compare_mod
 from xraytrack.compare import run_comparison
 from xraytrack.errors import XrayTrackError
-from xraytrack.train import run_training
 
 
 def test_each_strategy_is_a_child_run_and_the_parent_compares_them(dataset):

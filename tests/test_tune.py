@@ -1,7 +1,6 @@
 """Keras Tuner search: parent/child runs, resume, settings errors, chief + workers."""
 
 import io
-import os
 import subprocess
 import sys
 

@@ -67,6 +67,18 @@ def friendly_errors(fn):
     return wrapper
 
 
+def load_run_config(config_path, data_dir, classes, hyperparameters=None, **overrides):
+    """The experiment file with the options a user gave; the data folder may come from the env."""
+    from xraytrack.config import load_config
+
+    return load_config(config_path).with_overrides(
+        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
+        classes=split_list(classes),
+        hyperparameters=hyperparameters or {},
+        **overrides,
+    )
+
+
 def data_options(fn):
     """Options every data-reading command shares."""
     options = [
@@ -113,7 +125,6 @@ def main(verbose: bool):
 @friendly_errors
 def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_items, **overrides):
     """Train one architecture, evaluate it on the test split, log everything to MLflow."""
-    from xraytrack.config import load_config
     from xraytrack.train import run_training
 
     hps = parse_hp(hp_items)
@@ -121,13 +132,7 @@ def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_it
         hps["learning_rate"] = learning_rate
     if trainable_layers is not None:
         hps["trainable_layers"] = trainable_layers
-    cfg = load_config(config_path).with_overrides(
-        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
-        classes=split_list(classes),
-        hyperparameters=hps,
-        **overrides,
-    )
-    run_training(cfg)
+    run_training(load_run_config(config_path, data_dir, classes, hps, **overrides))
 
 
 @main.group()
@@ -182,7 +187,7 @@ def register(experiment, metric, name, mode, alias):
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @friendly_errors
 def predict(model_uri, paths, out, batch_size):
-    """Classify image files and folders (recursively) with a classifier, e.g. models:/xraytrack-cxr@champion."""
+    """Classify image files and folders (recursively), e.g. with models:/xraytrack-cxr@champion."""
     from xraytrack.predict import predict_files
 
     frame, skipped = predict_files(model_uri, list(paths), batch_size)
@@ -211,14 +216,9 @@ def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, class
             **overrides):
     """Train one child run per class-balancing strategy and compare them with bootstrap CIs."""
     from xraytrack.compare import run_comparison
-    from xraytrack.config import load_config
 
-    cfg = load_config(config_path).with_overrides(
-        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
-        classes=split_list(classes),
-        hyperparameters={} if learning_rate is None else {"learning_rate": learning_rate},
-        **overrides,
-    )
+    hps = {} if learning_rate is None else {"learning_rate": learning_rate}
+    cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
     run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
                    n_bootstrap or 1000)
 
@@ -239,12 +239,9 @@ def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, class
 @friendly_errors
 def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrides):
     """Search hyper-parameters with keras-tuner; trials are child runs, the best is retrained."""
-    from xraytrack.config import load_config
     from xraytrack.tune import SearchSettings, run_search
 
-    cfg = load_config(config_path).with_overrides(
-        data_dir=data_dir or os.environ.get("XRAYTRACK_DATA_DIR"),
-        classes=split_list(classes), **overrides)
+    cfg = load_run_config(config_path, data_dir, classes, **overrides)
     defaults = SearchSettings()
     run_search(cfg, SearchSettings(tuner=tuner or defaults.tuner,
                                    max_trials=defaults.max_trials if max_trials is None else max_trials,

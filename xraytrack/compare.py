@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -20,9 +18,7 @@ from xraytrack.train import resolve, run_training
 
 def compare_key(cfg: TrainConfig) -> str:
     """Identifies the comparison (any strategy), so a re-run can reuse finished strategies."""
-    params = dataclasses.replace(cfg, balance="none").params()
-    params.pop("cfg.run_name", None)
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return dataclasses.replace(cfg, balance="none").resume_key(role="compare")
 
 
 def finished_child(experiment_id: str, key: str, strategy: str) -> str | None:

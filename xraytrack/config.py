@@ -13,6 +13,10 @@ import yaml
 from xraytrack.errors import XrayTrackError
 
 
+# Settings that do not change what is computed, so they do not break resuming.
+VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     architecture: str
@@ -59,10 +63,12 @@ class TrainConfig:
         flat.update({f"hp.{k}": v for k, v in self.hyperparameters.items()})
         return {k: "" if v is None else str(v) for k, v in flat.items()}
 
-    def resume_key(self) -> str:
-        """Identifies 'the same command', so re-running it continues an interrupted run."""
-        ignore = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit"}
-        items = {k: v for k, v in self.params().items() if k not in ignore}
+    def resume_key(self, **extra) -> str:
+        """Identifies 'the same command', so re-running it continues where it stopped.
+
+        ``extra`` adds what else defines the work (a search's tuner settings, say)."""
+        items = {k: v for k, v in self.params().items() if k not in VOLATILE}
+        items |= {k: str(v) for k, v in extra.items()}
         return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 
 

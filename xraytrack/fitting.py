@@ -15,7 +15,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 from mlflow.entities import Metric
 
 from xraytrack import balancing

@@ -9,9 +9,7 @@ files them under the chief's parent run, found by the search's key.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import time
 
@@ -52,10 +50,7 @@ class SearchSettings:
 
 def search_key(cfg: TrainConfig, settings: SearchSettings) -> str:
     """The same command gives the same key: it names the resumable state and the parent run."""
-    params = cfg.params() | {f"tune.{k}": str(v) for k, v in dataclasses.asdict(settings).items()}
-    for volatile in ("cfg.run_name", "cfg.experiment", "cfg.cache_dir"):
-        params.pop(volatile, None)
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return cfg.resume_key(**{f"tune.{k}": v for k, v in dataclasses.asdict(settings).items()})
 
 
 def role() -> str:
@@ -161,15 +156,20 @@ def _wait_for_parent(key: str, timeout: float = 600) -> mlflow.entities.Run:
         time.sleep(2)
 
 
+def trial_fit_args(cfg: TrainConfig, data: PreparedData) -> dict:
+    """The budget every trial gets, and the default configuration too: same data, epochs, stops."""
+    callbacks = [keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
+                                               patience=cfg.patience)] if cfg.patience else []
+    return dict(x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
+                validation_data=data.sequence("val", cfg.batch_size), epochs=cfg.epochs,
+                callbacks=callbacks)
+
+
 def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, parent_run_id: str,
             directory: str):
     hypermodel = ArchitectureHyperModel(cfg.architecture, model_spec(cfg))
     tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id)
-    callbacks = [keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
-                                               patience=cfg.patience)] if cfg.patience else []
-    tuner.search(data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
-                 validation_data=data.sequence("val", cfg.batch_size), epochs=cfg.epochs,
-                 callbacks=callbacks)
+    tuner.search(**trial_fit_args(cfg, data))
     return tuner
 
 
@@ -181,9 +181,9 @@ def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedDat
     with tracking.tracked_run("", run_name="default", parent_run_id=parent_run_id):
         mlflow.set_tags({"xraytrack.role": "default"})
         mlflow.log_params({f"hp.{k}": v for k, v in hp.values.items()})
-        history = model.fit(data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
-                            validation_data=data.sequence("val", cfg.batch_size),
-                            epochs=cfg.epochs, callbacks=[fitting.EpochMetrics()])
+        args = trial_fit_args(cfg, data)
+        args["callbacks"].append(fitting.EpochMetrics())
+        history = model.fit(**args)
         values = history.history[settings.objective]
         best = max(values) if OBJECTIVES[settings.objective] == "max" else min(values)
         mlflow.log_metric(f"best_{settings.objective}", best)

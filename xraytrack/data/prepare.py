@@ -11,7 +11,7 @@ import numpy as np
 
 from xraytrack.data import dedup
 from xraytrack.data.cache import load_or_build
-from xraytrack.data.index import DatasetIndex, index_dataset
+from xraytrack.data.index import DatasetIndex
 from xraytrack.data.sequence import CachedImages
 from xraytrack.data.split import Split, make_split
 
