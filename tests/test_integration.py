@@ -28,10 +28,12 @@ def test_simple_cnn_one_epoch_on_a_real_subset():
 
 @pytest.mark.skipif(not REAL_WEIGHTS, reason="XRAYTRACK_WEIGHTS not set")
 def test_mobilenet_fine_tunes_from_imagenet_weights_on_a_real_subset():
-    cfg = quick_config(REAL_DATA, architecture="mobilenet", img_size=96, epochs=2,
+    cfg = quick_config(REAL_DATA, architecture="mobilenet", img_size=96, epochs=3,
                        limit_per_class=60, batch_size=16, weights=REAL_WEIGHTS,
-                       hyperparameters={"learning_rate": 3e-4})
+                       hyperparameters={"learning_rate": 1e-3, "trainable_layers": 0})
     run = mlflow.get_run(run_training(cfg))
     assert run.info.status == "FINISHED"
-    # pretrained features separate these sources quickly; a random init would sit near 0.5
-    assert run.data.metrics["test_macro_auc"] > 0.75
+    # A head on frozen ImageNet features separates the classes within three epochs (macro AUC
+    # ~0.9 here); on a frozen random base the same head stays at chance (0.5).
+    assert run.data.metrics["test_macro_auc"] > 0.8
+    assert "audit_lungs_removed_balanced_accuracy" in run.data.metrics
