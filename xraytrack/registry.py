@@ -46,9 +46,8 @@ def classifier_uri(run: Run) -> str:
 
 def model_card(run: Run, metric: str) -> str:
     p, m = run.data.params, run.data.metrics
-    scores = ", ".join(f"{k[5:]} {m[k]:.3f}" for k in sorted(m) if k.startswith("test_")
-                       and k.count("_") == 1 or k in ("test_macro_f1", "test_macro_auc",
-                                                      "test_balanced_accuracy"))
+    headline = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_auc")
+    scores = ", ".join(f"{k[5:]} {m[k]:.3f}" for k in headline if k in m)
     return (
         f"Chest X-ray classifier ({p.get('cfg.architecture', '?')}, {p.get('cfg.img_size', '?')} px) "
         f"from run {run.info.run_id}, chosen by {metric} = {m[metric]:.4f}.\n\n"
