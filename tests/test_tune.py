@@ -45,6 +45,15 @@ def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(da
     assert parent.data.params["hp.dense_units"] == str(best["dense_units"])
 
 
+def test_hyperband_runs_its_brackets_within_max_trials(dataset):
+    cfg = quick_config(dataset, epochs=3, experiment="tune")
+    parent_id = run_search(cfg, SearchSettings(tuner="hyperband", max_trials=3))
+    trials = _children(parent_id)
+    assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)
+    assert not any(k.startswith("hp.tuner/") for t in trials for k in t.data.params)
+    assert mlflow.get_run(parent_id).info.status == "FINISHED"
+
+
 def test_rerunning_the_same_search_continues_it(dataset):
     cfg = quick_config(dataset, epochs=1, experiment="tune")
     run_search(cfg, SearchSettings(tuner="random", max_trials=2))

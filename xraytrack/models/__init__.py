@@ -38,7 +38,8 @@ def build_model(architecture: str, spec: ModelSpec, hp: kt.HyperParameters | Non
     hp = hp or hyperparameters()
     preset = set(hp.values)
     model = ARCHITECTURES[architecture](hp, spec)
-    unknown = preset - {h.name for h in hp.space}
+    # Hyperband files its own bookkeeping ('tuner/epochs', ...) among the values: not ours to check.
+    unknown = {name for name in preset if not name.startswith("tuner/")} - {h.name for h in hp.space}
     if unknown:
         known = ", ".join(sorted(h.name for h in hp.space))
         raise XrayTrackError(
