@@ -127,7 +127,8 @@ def tags(info: dict) -> dict[str, str]:
         "sys.cpu": f"{info['cpu_model']} ({info['cpu_cores']} cores)",
         "sys.ram_gib": info["ram_gib"],
         "sys.gpu": f"{gpu['name']} ({gpu['memory_gib']} GiB, driver {gpu['driver']})" if gpu else "none",
-        "sys.cuda": info.get("cuda_version"),
-        "sys.cudnn": info.get("cudnn_version"),
+        # what the backend was built against, even on a CPU-only machine
+        "sys.cuda_build": info.get("cuda_version"),
+        "sys.cudnn_build": info.get("cudnn_version"),
     }
     return {k: str(v) for k, v in out.items() if v not in (None, "")}
