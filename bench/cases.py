@@ -106,12 +106,12 @@ def pipeline_keras_dir(size: str) -> None:
 
 # 2. Training throughput ----------------------------------------------------------------------------
 
-def train_step(architecture: str, jit: str, steps: str = "20") -> None:
+def train_step(architecture: str, jit: str, steps: str = "20", size: str = "") -> None:
     import keras
 
     from xraytrack.models import ModelSpec, build_model
 
-    size, steps, batch = DEFAULT_SIZE[architecture], int(steps), 32
+    size, steps, batch = int(size or DEFAULT_SIZE[architecture]), int(steps), 32
     weights = WEIGHTS if architecture == "mobilenet" else None
     model = build_model(architecture, ModelSpec(4, size, augment=architecture in ("adapted_cnn", "mobilenet"),
                                                 weights=weights))
@@ -315,6 +315,34 @@ def _untracked(cfg) -> None:
               validation_data=data.sequence("val", cfg.batch_size), epochs=cfg.epochs, verbose=0)
     probs = model.predict(data.sequence("test", cfg.batch_size), verbose=0)
     metrics.scores(data.labels("test"), probs, data.classes)
+
+
+# 5. Backends ---------------------------------------------------------------------------------------
+
+def system_tags() -> None:
+    """The tags a run on this backend and device gets (GPU name, memory, driver, CUDA build)."""
+    from xraytrack import sysinfo
+
+    emit(case="system tags", **sysinfo.tags(sysinfo.system_info()))
+
+
+def explain_step(architecture: str, size: str = "") -> None:
+    """Grad-CAM takes gradients through the backend's own autodiff: time it and check its maps."""
+    from xraytrack.gradcam import gradcam
+    from xraytrack.models import ModelSpec, build_model
+
+    size = int(size or DEFAULT_SIZE[architecture])
+    weights = WEIGHTS if architecture == "mobilenet" else None
+    model = build_model(architecture, ModelSpec(4, size, augment=False, weights=weights))
+    images = np.random.default_rng(0).uniform(0, 255, (32, size, size, 1)).astype("float32")
+    gradcam(model, images[:16])  # trace/compile
+    start = time.perf_counter()
+    heatmaps, probs = gradcam(model, images)
+    elapsed = time.perf_counter() - start
+    valid = (heatmaps.shape == images.shape[:3] and heatmaps.min() >= 0 and heatmaps.max() <= 1
+             and np.allclose(probs.sum(axis=1), 1, atol=1e-4))
+    emit(case=f"gradcam {architecture} {size}px", ms_per_image=1000 * elapsed / len(images),
+         heatmaps_valid=bool(valid))
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def cases(quick: bool):
     yield "mlflow", [("mlflow_overhead", "tracked"), ("mlflow_overhead", "untracked")]
 
 
-def run_case(args) -> list[dict]:
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+def run_case(args, env: dict | None = None) -> list[dict]:
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path} | (env or {})
     done = subprocess.run([sys.executable, str(REPO / "bench" / "cases.py"), *args], env=env,
                           capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
