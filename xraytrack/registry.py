@@ -19,7 +19,9 @@ def metric_mode(metric: str) -> str:
 def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
-        raise XrayTrackError(f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()}")
+        known = ", ".join(repr(e.name) for e in mlflow.search_experiments()) or "none"
+        raise XrayTrackError(f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()} "
+                             f"(experiments there: {known}); pass --experiment")
     mode = metric_mode(metric) if mode == "auto" else mode
     finished = mlflow.search_runs(
         [exp.experiment_id], filter_string="attributes.status = 'FINISHED'", output_format="list"
