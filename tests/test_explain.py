@@ -23,11 +23,12 @@ def test_audit_of_a_registered_model_logs_into_its_source_run(trained):
     from xraytrack.registry import register_best
 
     register_best("xraytrack", "test_macro_f1", "audited")
+    before = mlflow.get_run(trained["run_id"]).info
     result = CliRunner().invoke(main, ["audit", "models:/audited@champion"])
     assert result.exit_code == 0, result.output
     assert "lungs removed" in result.output
     run = mlflow.get_run(trained["run_id"])
-    assert run.info.status == "FINISHED"
+    assert (run.info.status, run.info.end_time) == ("FINISHED", before.end_time)
     assert {"audit_lungs_removed_balanced_accuracy", "audit_shortcut_flag"} <= set(run.data.metrics)
 
 
