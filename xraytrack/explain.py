@@ -70,9 +70,11 @@ def audit_run(ref: str, data_dir: str | None = None, batch_size: int = 32) -> au
     regions, from_mask = lungs.lung_regions(root, paths, trained.img_size)
     probs = trained.model.predict(images[..., None].astype("float32"), batch_size=batch_size,
                                   verbose=0)
-    with mlflow.start_run(run_id=trained.run_id):
-        result = audit.run_and_log(trained.model, images, y, probs, tuple(trained.classes), regions,
-                                   from_mask, batch_size)
-    # Reopening the run to add the audit must not change how it ended or how long it took.
-    mlflow.MlflowClient().set_terminated(run.info.run_id, run.info.status, end_time=run.info.end_time)
-    return result
+    try:
+        with mlflow.start_run(run_id=trained.run_id):
+            return audit.run_and_log(trained.model, images, y, probs, tuple(trained.classes),
+                                     regions, from_mask, batch_size)
+    finally:
+        # Adding the audit, or failing to, must not change how the run ended or how long it took.
+        mlflow.MlflowClient().set_terminated(run.info.run_id, run.info.status,
+                                             end_time=run.info.end_time)
