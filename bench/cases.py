@@ -132,7 +132,8 @@ def train_step(architecture: str, jit: str, steps: str = "20", size: str = "") -
     rate = steps * batch / (time.perf_counter() - start)
     train_images = 10252  # the shared data's training split (70%)
     emit(case=f"train {architecture} {size}px {'XLA' if jit == 'xla' else 'no XLA'}",
-         images_per_s=rate, epoch_s=train_images / rate, first_step_s=first)
+         images_per_s=rate, epoch_s=train_images / rate, first_step_s=first,
+         xla_used=bool(model.jit_compile))  # Keras turns XLA off for layers that cannot compile
 
 
 def epoch_project(n: str) -> None:

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -16,6 +17,14 @@ def test_every_architecture_outputs_one_probability_per_class(architecture, num_
     probs = model.predict(x, verbose=0)
     assert probs.shape == (3, num_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["adapted_cnn", "mobilenet"])
+def test_augmentation_keeps_the_backends_default_compilation(architecture):
+    """JAX compiles every training step; augmentation must not turn that off (tests/test_backends.py
+    runs this on JAX). TensorFlow stays uncompiled: XLA is slower on the CPU and lacks the ops."""
+    model = build_model(architecture, ModelSpec(4, 64, augment=True))
+    assert model.jit_compile == (keras.config.backend() == "jax")
 
 
 def test_seed_layer_settings_are_the_defaults():

@@ -19,6 +19,12 @@ def augmentation(spec: ModelSpec) -> keras.Sequential:
     ]
     if spec.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal"))
+    if keras.config.backend() == "jax":
+        # Keras marks its affine augmentations as not XLA-compilable (TensorFlow's XLA lacks their
+        # transform op), which turns compilation off for the whole model. JAX's own implementation
+        # compiles, and an uncompiled JAX training step runs op by op (docs/backends.md).
+        for layer in steps:
+            layer.supports_jit = True
     return keras.Sequential(steps, name="augmentation")
 
 
