@@ -57,7 +57,8 @@ def training_section(rows, epoch_rows) -> str:
                    + (" and stays off." if ratio < 1.05 else
                       ": faster here, but not by default (see below; accuracy unchanged is unverified)."))
     out += ["", "xraytrack leaves `jit_compile` at Keras' `auto`, which on a CPU-only TensorFlow "
-            "machine means no XLA: the faster setting here. On a GPU `auto` turns XLA on.", "",
+            "machine means no XLA: the faster setting here. On a GPU `auto` turns XLA on for the models "
+            "without augmentation; on JAX, for every model (docs/backends.md).", "",
             "### One simple_cnn epoch end to end, xraytrack vs the seed's script (same images)", "",
             table(epoch_rows, ["case", "images", "epoch_s", "images_per_s", "peak_rss_mib"]), ""]
     project = _find(epoch_rows, "epoch simple_cnn, xraytrack")["epoch_s"]
