@@ -6,14 +6,11 @@ from click.testing import CliRunner
 
 from xraytrack.classifier import request_frame
 from xraytrack.cli import main
-from xraytrack.registry import CLASSIFIER
+from xraytrack.registry import CLASSIFIER, logged_model_uri
 
 
 def _classifier_uri(run_id: str) -> str:
-    (model,) = mlflow.search_logged_models(
-        filter_string=f"source_run_id = '{run_id}' AND name = '{CLASSIFIER}'",
-        experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list")
-    return model.model_uri
+    return logged_model_uri(mlflow.get_run(run_id), CLASSIFIER)
 
 
 def test_predict_folder_recursively_skips_masks_and_reports_unreadable_files(trained, tmp_path):

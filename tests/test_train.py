@@ -8,7 +8,8 @@ import pytest
 
 from helpers import artifact_names, only_run, quick_config
 from xraytrack import evaluation, fitting
-from xraytrack.train import resolve, run_training
+from xraytrack.models import hyperparameters
+from xraytrack.train import resolve, run_training, seeded_model
 
 EXPECTED_ARTIFACTS = {
     "classification_report.json", "classification_report.txt", "confusion_matrix.png",
@@ -99,3 +100,14 @@ def test_class_weight_and_a_class_subset(dataset):
     weights = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/class_weight.json"))
     assert weights["COVID"] < weights["Viral Pneumonia"]  # COVID has the extra files
     assert "test_f1_normal" not in run.data.metrics
+
+
+def test_the_seed_fixes_the_starting_weights(tmp_path):
+    """Same seed, same model: a re-run, and every strategy of a comparison, start alike."""
+    def weights(seed):
+        cfg = quick_config(tmp_path, seed=seed, augment=True, classes=("COVID", "Normal"))
+        return [w.copy() for w in seeded_model(cfg, hyperparameters(cfg.hyperparameters)).get_weights()]
+
+    first, again, other = weights(1), weights(1), weights(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 MIN_MARGIN = 0.15
 MIN_RETAINED = 0.5
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 
 
 @dataclass
@@ -37,7 +36,7 @@ class AuditResult:
 
 def _headline(y, probs, classes, prefix: str) -> dict[str, float]:
     scores = metrics.scores(y, probs, classes, prefix=prefix)
-    return {k: v for k, v in scores.items() if k[len(prefix):] in HEADLINE}
+    return {k: v for k, v in scores.items() if k[len(prefix):] in metrics.HEADLINE}
 
 
 def _sample_per_class(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -52,13 +51,15 @@ def verdict(plain_bal: float, removed_bal: float, n_classes: int) -> tuple[bool,
     return (removed_bal - chance >= MIN_MARGIN and retained >= MIN_RETAINED), retained
 
 
-def audit(model: keras.Model, images: np.ndarray, y: np.ndarray, classes, regions: np.ndarray,
-          from_mask: np.ndarray, batch_size: int = 32, gradcam_per_class: int = 25) -> AuditResult:
-    """images: (N, S, S) uint8 test images; regions: their boolean lung regions."""
+def audit(model: keras.Model, images: np.ndarray, y: np.ndarray, probs: np.ndarray, classes,
+          regions: np.ndarray, from_mask: np.ndarray, batch_size: int = 32,
+          gradcam_per_class: int = 25) -> AuditResult:
+    """images: (N, S, S) uint8 test images; probs: the model's predictions for them, made once by
+    the caller; regions: their boolean lung regions."""
     def predict(x):
         return model.predict(x[..., None].astype("float32"), batch_size=batch_size, verbose=0)
 
-    out = _headline(y, predict(images), classes, "audit_plain_")
+    out = _headline(y, probs, classes, "audit_plain_")
     out |= _headline(y, predict(lungs.occlude(images, regions, keep="outside")), classes,
                      "audit_lungs_removed_")
     out |= _headline(y, predict(lungs.occlude(images, regions, keep="lungs")), classes,
@@ -124,7 +125,7 @@ def overlay_grid(model, images, y, probs, classes, regions, per_class: int = 2) 
 
 def run_and_log(model, images, y, probs, classes, regions, from_mask, batch_size=32) -> AuditResult:
     """The audit and the overlay grid, logged into the active run."""
-    result = audit(model, images, y, classes, regions, from_mask, batch_size)
+    result = audit(model, images, y, probs, classes, regions, from_mask, batch_size)
     mlflow.log_metrics(result.metrics)
     mlflow.log_text(result.text, "audit.md")
     mlflow.set_tag("xraytrack.audit", "shortcut" if result.flagged else "ok")

@@ -10,6 +10,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.registry import logged_model_uri
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -42,15 +43,10 @@ def _source_run(ref: str) -> str:
 def load_trained(ref: str) -> TrainedModel:
     """The Keras-flavour model ('model') logged by the run behind ``ref``."""
     try:
-        run_id = _source_run(ref)
-        run = mlflow.get_run(run_id)
-        models = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id], output_format="list",
-            filter_string=f"source_run_id = '{run_id}' AND name = 'model'")
-        if not models:
-            raise XrayTrackError(f"run {run_id} logged no Keras model")
-        model = mlflow.keras.load_model(models[0].model_uri)
+        run = mlflow.get_run(_source_run(ref))
+        uri = logged_model_uri(run, "model")
+        model = mlflow.keras.load_model(uri)
     except MlflowException as exc:
         raise XrayTrackError(f"cannot load {ref}: {exc.message.splitlines()[0]}") from None
-    meta = mlflow.models.get_model_info(models[0].model_uri).metadata or {}
-    return TrainedModel(model, list(meta["classes"]), int(meta["img_size"]), run_id)
+    meta = mlflow.models.get_model_info(uri).metadata or {}
+    return TrainedModel(model, list(meta["classes"]), int(meta["img_size"]), run.info.run_id)

@@ -21,6 +21,8 @@ from sklearn.metrics import (
 
 log = logging.getLogger(__name__)
 
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")  # the scores a run leads with
+
 
 def metric_name(class_name: str) -> str:
     """'Viral Pneumonia' -> 'viral_pneumonia': a class name as an MLflow metric suffix."""

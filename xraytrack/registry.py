@@ -7,6 +7,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.metrics import HEADLINE
 
 CLASSIFIER = "classifier"  # the logged pyfunc that takes images (see classifier.py)
 
@@ -35,21 +36,21 @@ def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
     return pick(scored, key=lambda r: r.data.metrics[metric])
 
 
-def classifier_uri(run: Run) -> str:
+def logged_model_uri(run: Run, name: str) -> str:
+    """The model a run logged under ``name``: 'model' (Keras flavour) or 'classifier' (images in)."""
     models = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{CLASSIFIER}'",
+        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{name}'",
         output_format="list",
     )
     if not models:
-        raise XrayTrackError(f"run {run.info.run_id} logged no '{CLASSIFIER}' model")
+        raise XrayTrackError(f"run {run.info.run_id} logged no '{name}' model")
     return models[0].model_uri
 
 
 def model_card(run: Run, metric: str) -> str:
     p, m = run.data.params, run.data.metrics
-    headline = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_auc")
-    scores = ", ".join(f"{k[5:]} {m[k]:.3f}" for k in headline if k in m)
+    scores = ", ".join(f"{k} {m['test_' + k]:.3f}" for k in HEADLINE if f"test_{k}" in m)
     return (
         f"Chest X-ray classifier ({p.get('cfg.architecture', '?')}, {p.get('cfg.img_size', '?')} px) "
         f"from run {run.info.run_id}, chosen by {metric} = {m[metric]:.4f}.\n\n"
@@ -67,7 +68,7 @@ def model_card(run: Run, metric: str) -> str:
 def register_best(experiment: str, metric: str, name: str, mode: str = "auto",
                   alias: str = "champion") -> tuple[Run, ModelVersion]:
     run = best_run(experiment, metric, mode)
-    version = mlflow.register_model(classifier_uri(run), name)
+    version = mlflow.register_model(logged_model_uri(run, CLASSIFIER), name)
     client = mlflow.MlflowClient()
     client.update_model_version(name, version.version, description=model_card(run, metric))
     tags = {k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test_")}

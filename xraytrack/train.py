@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import keras
 import keras_tuner as kt
 import mlflow
 import numpy as np
 
-from xraytrack import (audit, balancing, classifier, evaluation, fitting, lungs, model_logging,
-                       tracking)
+from xraytrack import (audit, balancing, classifier, evaluation, fitting, lungs, metrics,
+                       model_logging, tracking)
 from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex, index_dataset
 from xraytrack.data.prepare import PreparedData, prepare, summarize
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 
-HEADLINE = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_auc")
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
@@ -66,9 +66,17 @@ def audit_test_split(model, data: PreparedData, probs, batch_size: int) -> None:
                       batch_size)
 
 
-def train_and_log(cfg: TrainConfig, data: PreparedData, hp: kt.HyperParameters) -> dict[str, float]:
+def seeded_model(cfg: TrainConfig, hp: kt.HyperParameters) -> keras.Model:
+    """The model with its weights (and dropout and augmentation draws) seeded by ``cfg.seed``:
+    the same command starts from the same model, and a comparison's strategies differ by their
+    strategy alone. A bad setting fails here, before any run starts."""
+    keras.utils.set_random_seed(cfg.seed)
+    return build_model(cfg.architecture, model_spec(cfg), hp)
+
+
+def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
+                  hp: kt.HyperParameters) -> dict[str, float]:
     """Everything a training run logs, into the active MLflow run; returns the test scores."""
-    model = build_model(cfg.architecture, model_spec(cfg), hp)
     mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
     tracking.log_system_info()
     log_data(data)
@@ -79,7 +87,8 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, hp: kt.HyperParameters) 
     model_logging.log_keras_model(model, data.classes, cfg.img_size)
     classifier.log_classifier(model, data.classes, cfg.img_size, model_logging.pip_requirements())
     fitting.discard_checkpoints(cfg)
-    print("Test: " + ", ".join(f"{k[5:]}={scores[k]:.4f}" for k in HEADLINE if k in scores))
+    print("Test: " + ", ".join(f"{k}={scores['test_' + k]:.4f}" for k in metrics.HEADLINE
+                               if f"test_{k}" in scores))
     return scores
 
 
@@ -91,9 +100,9 @@ def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = Non
     cfg, index = resolve(cfg)
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
-    build_model(cfg.architecture, model_spec(cfg), hp)  # fail on a bad setting before the run
+    model = seeded_model(cfg, hp)
     with tracking.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
         mlflow.set_tags(tags or {})
-        train_and_log(cfg, load_data(cfg, index), hp)
+        train_and_log(cfg, load_data(cfg, index), model, hp)
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
         return run.info.run_id

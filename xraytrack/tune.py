@@ -25,8 +25,8 @@ from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex
 from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
-from xraytrack.models import ModelSpec, build_model, hyperparameters
-from xraytrack.train import load_data, model_spec, resolve, train_and_log
+from xraytrack.models import ModelSpec, architecture_values, build_model, hyperparameters
+from xraytrack.train import load_data, model_spec, resolve, seeded_model, train_and_log
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
 OBJECTIVES = {"val_macro_f1": "max", "val_auc": "max", "val_accuracy": "max", "val_loss": "min"}
@@ -53,14 +53,13 @@ def search_key(cfg: TrainConfig, settings: SearchSettings) -> str:
     return cfg.resume_key(**{f"tune.{k}": v for k, v in dataclasses.asdict(settings).items()})
 
 
+def best_of(values, objective: str) -> float:
+    return max(values) if OBJECTIVES[objective] == "max" else min(values)
+
+
 def role() -> str:
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
     return "single" if tuner_id is None else "chief" if tuner_id == "chief" else "worker"
-
-
-def model_values(hp: kt.HyperParameters) -> dict:
-    """The architecture's hyper-parameters, without Hyperband's own 'tuner/...' bookkeeping."""
-    return {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
 
 
 class ArchitectureHyperModel(kt.HyperModel):
@@ -86,12 +85,11 @@ class TrackedTrials:
                                   parent_run_id=self.parent_run_id):
             mlflow.set_tags({"xraytrack.trial_id": trial.trial_id, "xraytrack.role": "trial",
                              "xraytrack.tuner_id": self.tuner_id})
-            mlflow.log_params({f"hp.{k}": v for k, v in model_values(trial.hyperparameters).items()})
+            mlflow.log_params({f"hp.{k}": v for k, v in architecture_values(trial.hyperparameters).items()})
             histories = super().run_trial(trial, *args, **kwargs)
             values = [v for h in histories for v in h.history.get(self.objective_name, [])]
             if values:
-                best = max(values) if OBJECTIVES[self.objective_name] == "max" else min(values)
-                mlflow.log_metric(f"best_{self.objective_name}", best)
+                mlflow.log_metric(f"best_{self.objective_name}", best_of(values, self.objective_name))
             return histories
 
 
@@ -121,7 +119,7 @@ def trials_frame(tuner, experiment_id: str, parent_run_id: str) -> pd.DataFrame:
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         rows.append({"trial_id": trial_id, "status": trial.status, "score": trial.score,
                      "best_step": trial.best_step, "run_id": run_of.get(trial_id, ""),
-                     **model_values(trial.hyperparameters)})
+                     **architecture_values(trial.hyperparameters)})
     return pd.DataFrame(rows)
 
 
@@ -169,6 +167,7 @@ def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, pare
             directory: str):
     hypermodel = ArchitectureHyperModel(cfg.architecture, model_spec(cfg))
     tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id)
+    keras.utils.set_random_seed(cfg.seed)  # the oracle's seed draws the settings; this, the weights
     tuner.search(**trial_fit_args(cfg, data))
     return tuner
 
@@ -177,15 +176,14 @@ def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedDat
                    parent_run_id: str) -> float:
     """The architecture's default configuration, trained on the same budget as a trial."""
     hp = hyperparameters(cfg.hyperparameters)
-    model = build_model(cfg.architecture, model_spec(cfg), hp)
+    model = seeded_model(cfg, hp)
     with tracking.tracked_run("", run_name="default", parent_run_id=parent_run_id):
         mlflow.set_tags({"xraytrack.role": "default"})
         mlflow.log_params({f"hp.{k}": v for k, v in hp.values.items()})
         args = trial_fit_args(cfg, data)
         args["callbacks"].append(fitting.EpochMetrics())
         history = model.fit(**args)
-        values = history.history[settings.objective]
-        best = max(values) if OBJECTIVES[settings.objective] == "max" else min(values)
+        best = best_of(history.history[settings.objective], settings.objective)
         mlflow.log_metric(f"best_{settings.objective}", best)
     return float(best)
 
@@ -221,18 +219,18 @@ def _chief(cfg, settings, index: DatasetIndex, key: str, directory: str, parent)
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
     mlflow.log_text(buf.getvalue(), "trials.csv")
-    best_hp = model_values(tuner.get_best_hyperparameters(1)[0])
+    best_hp = architecture_values(tuner.get_best_hyperparameters(1)[0])
     best_score = float(tuner.oracle.get_best_trials(1)[0].score)
     default = _default_score(cfg, settings, data, parent_id)
     mlflow.log_dict(best_hp, "best_hyperparameters.json")
     mlflow.log_metrics({f"search_best_{settings.objective}": best_score,
                         f"default_{settings.objective}": default})
-    better = best_score > default if OBJECTIVES[settings.objective] == "max" else best_score < default
+    better = best_score != default and best_of([best_score, default], settings.objective) == best_score
     mlflow.set_tag("xraytrack.best_beats_default", str(better))
     fig = objective_figure(frame, settings.objective, default)
     mlflow.log_figure(fig, "objective_by_trial.png")
     plt.close(fig)
     print(f"Best {settings.objective}: {best_score:.4f} (default {default:.4f}) with {best_hp}")
-    best_cfg = dataclasses.replace(cfg, hyperparameters=best_hp)
-    train_and_log(best_cfg, data, hyperparameters(best_hp))
+    best_cfg, best = dataclasses.replace(cfg, hyperparameters=best_hp), hyperparameters(best_hp)
+    train_and_log(best_cfg, data, seeded_model(best_cfg, best), best)
     return parent_id

@@ -19,7 +19,7 @@ ARCHITECTURES = {
     "mobilenet": mobilenet.mobilenet,
 }
 
-__all__ = ["ARCHITECTURES", "ModelSpec", "build_model", "hyperparameters"]
+__all__ = ["ARCHITECTURES", "ModelSpec", "architecture_values", "build_model", "hyperparameters"]
 
 
 def hyperparameters(values: dict | None = None) -> kt.HyperParameters:
@@ -29,6 +29,11 @@ def hyperparameters(values: dict | None = None) -> kt.HyperParameters:
     return hp
 
 
+def architecture_values(hp: kt.HyperParameters) -> dict:
+    """The architecture's hyper-parameters, without Hyperband's own 'tuner/...' bookkeeping."""
+    return {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+
+
 def build_model(architecture: str, spec: ModelSpec, hp: kt.HyperParameters | None = None):
     """Build ``architecture``; every pre-set hyper-parameter must be one the builder knows."""
     if architecture not in ARCHITECTURES:
@@ -36,10 +41,9 @@ def build_model(architecture: str, spec: ModelSpec, hp: kt.HyperParameters | Non
             f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
         )
     hp = hp or hyperparameters()
-    preset = set(hp.values)
+    preset = set(architecture_values(hp))
     model = ARCHITECTURES[architecture](hp, spec)
-    # Hyperband files its own bookkeeping ('tuner/epochs', ...) among the values: not ours to check.
-    unknown = {name for name in preset if not name.startswith("tuner/")} - {h.name for h in hp.space}
+    unknown = preset - {h.name for h in hp.space}
     if unknown:
         known = ", ".join(sorted(h.name for h in hp.space))
         raise XrayTrackError(
