@@ -223,9 +223,9 @@ def _timings(fn, batch, reps):
 def inference(architecture: str) -> None:
     import mlflow
 
-    from xraytrack.classifier import example_png, log_classifier
-    from xraytrack.model_logging import log_keras_model, pip_requirements
     from xraytrack.models import ModelSpec, build_model
+    from xraytrack.serving.classifier import example_png
+    from xraytrack.tracking.model_logging import log_classifier, log_keras_model, pip_requirements
 
     size = DEFAULT_SIZE[architecture]
     weights = WEIGHTS if architecture == "mobilenet" else None
@@ -238,7 +238,7 @@ def inference(architecture: str) -> None:
         mlflow.set_experiment("bench")
         classes = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
         with mlflow.start_run():
-            keras_info = log_keras_model(model, classes, size)
+            keras_info = log_keras_model(model, classes, size, pip_requirements())
             clf_info = log_classifier(model, classes, size, pip_requirements())
         pyfunc = mlflow.pyfunc.load_model(keras_info.model_uri)
         ways = {
@@ -265,7 +265,7 @@ def _served(model_uri, png, tmp):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import mlflow_server
 
-    from xraytrack.classifier import encode_image
+    from xraytrack.serving.classifier import encode_image
 
     def post(n):
         body = json.dumps({"dataframe_split": {"columns": ["image"],
@@ -294,7 +294,7 @@ def mlflow_overhead(mode: str) -> None:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         start = time.perf_counter()
         if mode == "tracked":
-            from xraytrack.train import run_training
+            from xraytrack.training.train import run_training
 
             run_training(cfg)
         else:
@@ -305,9 +305,9 @@ def mlflow_overhead(mode: str) -> None:
 
 def _untracked(cfg) -> None:
     """The same data, model, fit and test scoring as run_training, with no MLflow call."""
-    from xraytrack import metrics
+    from xraytrack.evaluation import metrics
     from xraytrack.models import build_model
-    from xraytrack.train import load_data, model_spec, resolve
+    from xraytrack.training.train import load_data, model_spec, resolve
 
     cfg, index = resolve(cfg)
     data = load_data(cfg, index)
@@ -322,14 +322,14 @@ def _untracked(cfg) -> None:
 
 def system_tags() -> None:
     """The tags a run on this backend and device gets (GPU name, memory, driver, CUDA build)."""
-    from xraytrack import sysinfo
+    from xraytrack.tracking import sysinfo
 
     emit(case="system tags", **sysinfo.tags(sysinfo.system_info()))
 
 
 def explain_step(architecture: str, size: str = "") -> None:
     """Grad-CAM takes gradients through the backend's own autodiff: time it and check its maps."""
-    from xraytrack.gradcam import gradcam
+    from xraytrack.explain.gradcam import gradcam
     from xraytrack.models import ModelSpec, build_model
 
     size = int(size or DEFAULT_SIZE[architecture])

@@ -78,7 +78,8 @@ def isolated_stores(tmp_path, monkeypatch):
 def trained_store(tmp_path_factory):
     """One quick real training run in a store of its own, shared by a module's tests."""
     from helpers import quick_config
-    from xraytrack.train import run_training
+
+    from xraytrack.training.train import run_training
 
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:

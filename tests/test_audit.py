@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xraytrack.audit import audit, verdict
-from xraytrack.lungs import FALLBACK_BOX, fallback_region, lung_regions, occlude
+from xraytrack.explain.audit import audit, verdict
+from xraytrack.explain.lungs import FALLBACK_BOX, fallback_region, lung_regions, occlude
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 
 SIZE = 64

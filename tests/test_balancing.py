@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from xraytrack.balancing import STRATEGIES, balanced_class_weight, check_strategies, epoch_order
 from xraytrack.errors import XrayTrackError
+from xraytrack.training.balancing import STRATEGIES, balanced_class_weight, check_strategies, epoch_order
 
 LABELS = np.array([0] * 60 + [1] * 30 + [2] * 10)
 

@@ -5,7 +5,6 @@ import shutil
 
 import mlflow
 import pytest
-
 from servers import mlflow_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,12 +1,15 @@
 """The comparison entry point end to end on synthetic images."""
 
-import mlflow
-import pytest
+import io
 
+import mlflow
+import pandas as pd
+import pytest
 from helpers import quick_config
-from xraytrack import compare as compare_mod
-from xraytrack.compare import run_comparison
+
 from xraytrack.errors import XrayTrackError
+from xraytrack.training import compare as compare_mod
+from xraytrack.training.compare import run_comparison
 
 
 def test_each_strategy_is_a_child_run_and_the_parent_compares_them(dataset):
@@ -27,6 +30,13 @@ def test_each_strategy_is_a_child_run_and_the_parent_compares_them(dataset):
     table = mlflow.artifacts.load_text(f"runs:/{parent_id}/comparison.csv")
     assert "covid_sens_at_95_spec_lo" in table and "pr_auc_normal_hi" in table
     assert parent.data.tags["xraytrack.best_strategy"] in ("none", "oversample", "balanced_batches")
+    # one scoring function: the comparison's numbers are its children's own test metrics
+    frame = pd.read_csv(io.StringIO(table), index_col="strategy")
+    for child in children:
+        strategy = child.data.tags["xraytrack.strategy"]
+        for metric in ("macro_f1", "balanced_accuracy", "auc_covid", "recall_normal"):
+            assert frame.at[strategy, metric] == pytest.approx(child.data.metrics[f"test_{metric}"],
+                                                               abs=1e-12)
 
 
 def test_a_rerun_reuses_strategies_that_already_finished(dataset, monkeypatch):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from xraytrack.comparison import (compare, metric_names, point_metrics,
-                                  sensitivity_at_specificity, summary, to_markdown)
+from xraytrack.evaluation.comparison import compare, summary, to_markdown
+from xraytrack.evaluation.metrics import score_names, scores, sensitivity_at_specificity
 
 CLASSES = ("COVID", "Normal", "Viral Pneumonia")
 
@@ -13,11 +13,20 @@ def _predictions(rng, y, skill):
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def test_point_metrics_names_are_the_advertised_ones():
+def test_score_names_are_the_advertised_ones():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 90)
-    assert set(point_metrics(y, _predictions(rng, y, 1.0), CLASSES)) == set(metric_names(CLASSES))
-    assert "covid_sens_at_95_spec" not in metric_names(("Normal", "Lung_Opacity"))
+    assert set(scores(y, _predictions(rng, y, 1.0), CLASSES)) == set(score_names(CLASSES))
+    assert "covid_sens_at_95_spec" not in score_names(("Normal", "Lung_Opacity"))
+
+
+def test_the_table_holds_the_scoring_functions_own_numbers():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 120)
+    probs = _predictions(rng, y, 0.8)
+    table = compare({"only": (y, probs)}, CLASSES, n_boot=20, seed=0)
+    for metric, value in scores(y, probs, CLASSES).items():
+        assert table.at["only", metric] == value
 
 
 def test_sensitivity_at_specificity():

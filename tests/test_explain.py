@@ -20,7 +20,7 @@ def test_explain_writes_one_overlay_per_readable_image(trained, tmp_path):
 
 
 def test_audit_of_a_registered_model_logs_into_its_source_run(trained):
-    from xraytrack.registry import register_best
+    from xraytrack.tracking.registry import register_best
 
     register_best("xraytrack", "test_macro_f1", "audited")
     before = mlflow.get_run(trained["run_id"]).info

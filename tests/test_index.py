@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import make_dataset
+
 from xraytrack.data.index import index_dataset
 from xraytrack.errors import XrayTrackError
 

@@ -2,10 +2,10 @@
 
 import mlflow
 import pytest
-
 from conftest import REAL_DATA, REAL_WEIGHTS
 from helpers import quick_config
-from xraytrack.train import run_training
+
+from xraytrack.training.train import run_training
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xraytrack.metrics import confusion, metric_name, scores
+from xraytrack.evaluation.metrics import confusion, metric_name, prefixed, scores
 
 CLASSES = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
 
@@ -14,8 +14,9 @@ def test_a_perfect_model_scores_one_everywhere():
     y = np.array([0, 1, 2, 3, 2, 2, 0, 3])
     probs = np.eye(4)[y] * 0.9 + 0.025
     out = scores(y, probs, CLASSES)
-    assert set(out) >= {"test_accuracy", "test_balanced_accuracy", "test_macro_f1",
-                        "test_macro_auc", "test_f1_viral_pneumonia", "test_auc_lung_opacity"}
+    assert set(out) >= {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc",
+                        "f1_viral_pneumonia", "auc_lung_opacity", "pr_auc_normal",
+                        "covid_sens_at_95_spec"}
     assert all(v == pytest.approx(1.0) for v in out.values())
 
 
@@ -25,7 +26,7 @@ def test_misaligned_predictions_are_caught_by_the_scores():
     y = rng.integers(0, 4, 400)
     probs = np.eye(4)[y]
     shuffled = scores(y, probs[rng.permutation(400)], CLASSES)
-    assert shuffled["test_accuracy"] < 0.4 and shuffled["test_macro_auc"] < 0.6
+    assert shuffled["accuracy"] < 0.4 and shuffled["macro_auc"] < 0.6
 
 
 def test_confusion_rows_are_true_classes():
@@ -39,5 +40,20 @@ def test_confusion_rows_are_true_classes():
 def test_auc_of_a_class_missing_from_the_test_split_is_left_out():
     y = np.array([0, 1, 0, 1])
     probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]])
-    out = scores(y, probs, ("a", "b", "c"))
-    assert "test_auc_c" not in out and out["test_macro_auc"] == 1.0
+    out = prefixed(scores(y, probs, ("a", "b", "c")), "test_")
+    assert "test_auc_c" not in out and "test_pr_auc_c" not in out
+    assert out["test_macro_auc"] == 1.0 and out["test_recall_c"] == 0.0
+
+
+def test_scores_match_scikit_learns_own_functions():
+    """The per-class numbers are derived once; they must equal sklearn's separate calls."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), size=200) + 0.5 * np.eye(4)[y]
+    pred = probs.argmax(axis=1)
+    out = scores(y, probs, CLASSES)
+    assert out["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert out["precision_normal"] == pytest.approx(precision_score(y, pred, average=None)[2])

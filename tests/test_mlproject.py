@@ -20,6 +20,21 @@ def mlflow_run(entry_point: str, *params: str, cwd: Path) -> subprocess.Complete
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_every_entry_point_takes_exactly_the_parameters_its_command_uses():
+    """The shared parameter blocks are merged by YAML; MLflow must see each one in full."""
+    import re
+
+    from mlflow.projects._project_spec import load_project
+
+    project = load_project(str(REPO))
+    assert set(project._entry_points) == {"simple_cnn", "dropout_cnn", "adapted_cnn", "mobilenet",
+                                          "binary", "compare", "tune"}
+    for name, entry in project._entry_points.items():
+        used = set(re.findall(r"\{(\w+)\}", entry.command))
+        assert used == set(entry.parameters), name
+        assert "data_dir" in used and "cache_dir" in used, name
+
+
 @pytest.mark.slow
 def test_mlflow_run_entry_point_trains_into_its_own_run(dataset, tmp_path):
     done = mlflow_run("simple_cnn", f"data_dir={dataset}", "epochs=1", "img_size=32",

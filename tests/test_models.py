@@ -1,8 +1,8 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import REAL_WEIGHTS
+
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import ARCHITECTURES, ModelSpec, build_model, hyperparameters
 from xraytrack.models.mobilenet import BASE_LAYERS

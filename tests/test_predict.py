@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from xraytrack.classifier import request_frame
 from xraytrack.cli import main
-from xraytrack.registry import CLASSIFIER, logged_model_uri
+from xraytrack.serving.classifier import request_frame
+from xraytrack.tracking.model_logging import CLASSIFIER
+from xraytrack.tracking.registry import logged_model_uri
 
 
 def _classifier_uri(run_id: str) -> str:
@@ -59,3 +60,32 @@ def test_malformed_requests_raise_invalid_parameter_value(trained):
         with pytest.raises(mlflow.exceptions.MlflowException, match=message) as err:
             model.predict(frame)
         assert err.value.get_http_status_code() == 400
+
+
+OLD_SERVED_MODEL = '''import mlflow
+
+from xraytrack.classifier import XrayClassifier
+
+mlflow.models.set_model(XrayClassifier())
+'''
+
+
+def test_a_classifier_logged_by_xraytrack_0_1_still_loads_and_predicts(trained, tmp_path):
+    """Models logged before the stage packages import `xraytrack.classifier` (the 0.1 layout)."""
+    from xraytrack.tracking.loading import load_trained
+
+    trained_model = load_trained(trained["run_id"])
+    keras_file = tmp_path / "model.keras"
+    trained_model.model.save(keras_file)
+    entry = tmp_path / "served_model.py"
+    entry.write_text(OLD_SERVED_MODEL)  # 0.1's models-from-code file, verbatim
+    mlflow.set_experiment("old")
+    with mlflow.start_run():
+        old = mlflow.pyfunc.log_model(
+            name="classifier", python_model=str(entry), artifacts={"keras_model": str(keras_file)},
+            model_config={"classes": trained_model.classes, "img_size": trained_model.img_size})
+    files = sorted((trained["data"] / "Normal" / "images").glob("*.png"))[:3]
+    request = request_frame([f.read_bytes() for f in files])
+    then = mlflow.pyfunc.load_model(old.model_uri).predict(request)
+    now = mlflow.pyfunc.load_model(_classifier_uri(trained["run_id"])).predict(request)
+    pd.testing.assert_frame_equal(then, now)

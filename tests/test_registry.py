@@ -4,7 +4,7 @@ from click.testing import CliRunner
 
 from xraytrack.cli import main
 from xraytrack.errors import XrayTrackError
-from xraytrack.registry import best_run, metric_mode, register_best
+from xraytrack.tracking.registry import best_run, metric_mode, register_best
 
 
 def _fake_run(experiment: str, status: str = "FINISHED", **metrics):

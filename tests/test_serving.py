@@ -5,10 +5,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from servers import mlflow_server
-from xraytrack.classifier import encode_image
-from xraytrack.registry import register_best
+
+from xraytrack.serving.classifier import encode_image
+from xraytrack.tracking.registry import register_best
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import make_dataset
+
 from xraytrack.data.dedup import group_near_duplicates, perceptual_hash
 from xraytrack.data.index import index_dataset
 from xraytrack.data.split import _fold_count, make_split

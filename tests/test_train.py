@@ -5,11 +5,12 @@ import json
 import mlflow
 import numpy as np
 import pytest
-
 from helpers import artifact_names, only_run, quick_config
-from xraytrack import evaluation, fitting
+
+from xraytrack.evaluation import test_split
 from xraytrack.models import hyperparameters
-from xraytrack.train import resolve, run_training, seeded_model
+from xraytrack.training import fitting
+from xraytrack.training.train import resolve, run_training, seeded_model
 
 EXPECTED_ARTIFACTS = {
     "classification_report.json", "classification_report.txt", "confusion_matrix.png",
@@ -86,7 +87,7 @@ def test_a_failure_after_training_ends_the_run_failed(dataset, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(evaluation, "evaluate_and_log", broken)
+    monkeypatch.setattr(test_split, "evaluate_and_log", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         run_training(quick_config(dataset, epochs=1))
     assert only_run().info.status == "FAILED"

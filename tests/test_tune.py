@@ -7,11 +7,11 @@ import sys
 import mlflow
 import pandas as pd
 import pytest
-
 from helpers import quick_config
 from servers import free_port, venv_env
+
 from xraytrack.errors import XrayTrackError
-from xraytrack.tune import SearchSettings, run_search
+from xraytrack.training.tune import SearchSettings, run_search
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,38 @@ def test_rerunning_the_same_search_continues_it(dataset):
     assert _children(second) == []  # both trials were already done: nothing re-run
     frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{second}/trials.csv")))
     assert len(frame) == 2
+
+
+def test_balancing_reaches_every_trial_and_the_default_baseline(tmp_path, monkeypatch):
+    """One fit path: `balance=oversample` means the same in a trial as in a train run."""
+    from conftest import make_dataset
+
+    from xraytrack.data.sequence import CachedImages
+
+    root = make_dataset(tmp_path / "imbalanced", n_per_class=40, classes=("COVID", "Normal"),
+                        extras=False)
+    for f in sorted((root / "Normal" / "images").iterdir())[:25]:
+        f.unlink()  # 40 COVID vs 15 Normal
+    seen = {}  # (training sequence, epoch, batch) -> images of each class (Keras may re-read one)
+    real = CachedImages.__getitem__
+
+    def spy(self, batch):
+        x, y = real(self, batch)
+        if self.shuffle or self.order_fn is not None:
+            seen[(id(self), self.epoch, batch)] = y.sum(axis=0)
+        return x, y
+
+    monkeypatch.setattr(CachedImages, "__getitem__", spy)
+    cfg = quick_config(root, epochs=1, experiment="tune", balance="oversample")
+    parent_id = run_search(cfg, SearchSettings(tuner="random", max_trials=1))
+    assert len(_children(parent_id)) == 1
+    epochs = {key[:2] for key in seen}
+    assert len({key[0] for key in epochs}) >= 2  # the trial's, the baseline's, the retrain's
+    whole = [e for e in epochs if sum(k[:2] == e for k in seen) == 4]  # 56 images, batches of 16
+    assert len(whole) >= 3
+    for epoch in whole:
+        counts = sum(v for k, v in seen.items() if k[:2] == epoch)
+        assert counts[0] == counts[1] == 28, counts  # oversampled to 28 + 28, trial included
 
 
 @pytest.mark.parametrize("settings, message", [

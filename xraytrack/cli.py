@@ -125,7 +125,7 @@ def main(verbose: bool):
 @friendly_errors
 def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_items, **overrides):
     """Train one architecture, evaluate it on the test split, log everything to MLflow."""
-    from xraytrack.train import run_training
+    from xraytrack.training.train import run_training
 
     hps = parse_hp(hp_items)
     if learning_rate is not None:
@@ -173,7 +173,7 @@ def data_summary(data_dir, classes, img_size, seed, cache_dir):
 @friendly_errors
 def register(experiment, metric, name, mode, alias):
     """Register the best FINISHED run's classifier and point the alias at it."""
-    from xraytrack.registry import register_best
+    from xraytrack.tracking.registry import register_best
 
     run, version = register_best(experiment, metric, name, mode, alias)
     click.echo(f"Registered {name} version {version.version} from run {run.info.run_id} "
@@ -188,7 +188,7 @@ def register(experiment, metric, name, mode, alias):
 @friendly_errors
 def predict(model_uri, paths, out, batch_size):
     """Classify image files and folders (recursively), e.g. with models:/xraytrack-cxr@champion."""
-    from xraytrack.predict import predict_files
+    from xraytrack.serving.predict import predict_files
 
     frame, skipped = predict_files(model_uri, list(paths), batch_size)
     frame.to_csv(out, index=False)
@@ -215,7 +215,7 @@ def predict(model_uri, paths, out, batch_size):
 def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, classes, learning_rate,
             **overrides):
     """Train one child run per class-balancing strategy and compare them with bootstrap CIs."""
-    from xraytrack.compare import run_comparison
+    from xraytrack.training.compare import run_comparison
 
     hps = {} if learning_rate is None else {"learning_rate": learning_rate}
     cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
@@ -239,7 +239,7 @@ def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, class
 @friendly_errors
 def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrides):
     """Search hyper-parameters with keras-tuner; trials are child runs, the best is retrained."""
-    from xraytrack.tune import SearchSettings, run_search
+    from xraytrack.training.tune import SearchSettings, run_search
 
     cfg = load_run_config(config_path, data_dir, classes, **overrides)
     defaults = SearchSettings()
@@ -255,7 +255,7 @@ def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrid
 @friendly_errors
 def audit(model_ref, data_dir, batch_size):
     """Shortcut audit of a trained model (a run id or models:/ URI) on its test split."""
-    from xraytrack.explain import audit_run
+    from xraytrack.explain.audit import audit_run
 
     result = audit_run(model_ref, data_dir, batch_size)
     click.echo(result.text)
@@ -268,7 +268,7 @@ def audit(model_ref, data_dir, batch_size):
 @friendly_errors
 def explain(model_ref, images, out):
     """Grad-CAM overlays of IMAGES (files or folders) for a run id or models:/ URI."""
-    from xraytrack.explain import explain_images
+    from xraytrack.explain.overlays import explain_images
 
     written = explain_images(model_ref, list(images), out)
     click.echo(f"Wrote {len(written)} overlays to {out}")

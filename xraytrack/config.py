@@ -12,7 +12,6 @@ import yaml
 
 from xraytrack.errors import XrayTrackError
 
-
 # Settings that do not change what is computed, so they do not break resuming.
 VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit"}
 

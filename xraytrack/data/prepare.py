@@ -37,6 +37,10 @@ class PreparedData:
     def paths(self, name: str) -> list[str]:
         return [self.split.index.paths[i] for i in self.split.indices(name)]
 
+    def images(self, name: str) -> np.ndarray:
+        """The split's images as an in-memory (N, S, S) uint8 array, in manifest order."""
+        return np.asarray(self.pixels[self.rows[self.split.indices(name)]])
+
     def sequence(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                  order_fn=None) -> CachedImages:
         idx = self.split.indices(name)

@@ -1,8 +1,13 @@
-"""Seeded, stratified, duplicate-aware train/val/test split, persisted as ``split.csv``."""
+"""Seeded, stratified, duplicate-aware train/val/test split, persisted as ``split.csv``.
+
+``Split.to_csv`` writes the manifest every run logs and ``read_manifest`` reads it back (see
+``data.logged``), so a later audit or evaluation sees exactly the images the run was tested on.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -14,6 +19,7 @@ from xraytrack.data.index import DatasetIndex
 from xraytrack.errors import XrayTrackError
 
 SPLITS = ("train", "val", "test")
+ARTIFACT = "split.csv"  # the manifest's name among a run's artifacts
 
 
 @dataclass(frozen=True)
@@ -96,3 +102,10 @@ def _check_every_class_trains(split: Split) -> None:
     for cls, n in split.counts()["train"].items():
         if n == 0:
             raise XrayTrackError(f"class {cls!r} has too few images to appear in the training split")
+
+
+def read_manifest(text: str) -> pd.DataFrame:
+    """A manifest as ``Split.to_csv`` wrote it: path, class, split and group, one row per image."""
+    return pd.read_csv(io.StringIO(text), dtype={"path": str, "class": str, "split": str},
+                       keep_default_na=False)
+

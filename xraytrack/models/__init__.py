@@ -1,4 +1,6 @@
-"""The seed project's architectures, each one builder that serves both ``train`` and ``tune``.
+"""Models: an architecture name, a ``ModelSpec`` and hyper-parameters in, a compiled Keras model out.
+
+The seed project's architectures, each one builder that serves both ``train`` and ``tune``.
 
 A builder takes keras-tuner ``HyperParameters`` (its search space, defaulting to the seed's
 settings) and a ``ModelSpec`` (what the data dictates), and returns a compiled Keras model.

@@ -7,9 +7,8 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 
 from xraytrack.errors import XrayTrackError
-from xraytrack.metrics import HEADLINE
-
-CLASSIFIER = "classifier"  # the logged pyfunc that takes images (see classifier.py)
+from xraytrack.evaluation.metrics import HEADLINE
+from xraytrack.tracking.model_logging import CLASSIFIER
 
 
 def metric_mode(metric: str) -> str:

@@ -19,7 +19,11 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 
-from xraytrack import gradcam, lungs, metrics, plots
+from xraytrack.data.logged import logged_test_images
+from xraytrack.evaluation import metrics, plots
+from xraytrack.explain import gradcam, lungs
+from xraytrack.tracking import runs
+from xraytrack.tracking.loading import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,7 @@ class AuditResult:
 
 
 def _headline(y, probs, classes, prefix: str) -> dict[str, float]:
-    scores = metrics.scores(y, probs, classes, prefix=prefix)
-    return {k: v for k, v in scores.items() if k[len(prefix):] in metrics.HEADLINE}
+    return metrics.prefixed(metrics.headline(metrics.scores(y, probs, classes)), prefix)
 
 
 def _sample_per_class(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -134,3 +137,16 @@ def run_and_log(model, images, y, probs, classes, regions, from_mask, batch_size
     plt.close(fig)
     log.info("audit: %s", result.text.split(".")[0])
     return result
+
+
+def audit_run(ref: str, data_dir: str | None = None, batch_size: int = 32) -> AuditResult:
+    """Audit a trained model (run id or model URI) on its own test split, into its run."""
+    trained = load_trained(ref)
+    run = mlflow.get_run(trained.run_id)
+    root, images, y, paths = logged_test_images(run, data_dir, trained.img_size, trained.classes)
+    regions, from_mask = lungs.lung_regions(root, paths, trained.img_size)
+    probs = trained.model.predict(images[..., None].astype("float32"), batch_size=batch_size,
+                                  verbose=0)
+    with runs.reopened_run(trained.run_id):
+        return run_and_log(trained.model, images, y, probs, tuple(trained.classes), regions,
+                           from_mask, batch_size)

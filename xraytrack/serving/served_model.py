@@ -5,6 +5,6 @@ Importing it registers the image classifier; it is never imported by xraytrack i
 
 import mlflow
 
-from xraytrack.classifier import XrayClassifier
+from xraytrack.serving.classifier import XrayClassifier
 
 mlflow.models.set_model(XrayClassifier())

@@ -1,62 +1,15 @@
-"""Compare strategies on one shared test split, with paired bootstrap confidence intervals."""
+"""Compare strategies on one shared test split, with paired bootstrap confidence intervals.
+
+What is scored comes from ``metrics.scores``, the same function that gives each strategy's child
+run its ``test_*`` metrics; this module adds only what is its own: the intervals and the table.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    balanced_accuracy_score,
-    f1_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-)
 
-from xraytrack.metrics import metric_name
-
-SPECIFICITY = 0.95
-
-
-def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray,
-                               specificity: float = SPECIFICITY) -> float:
-    """Highest true-positive rate whose false-positive rate stays within 1 - specificity."""
-    fpr, tpr, _ = roc_curve(positive, score)
-    return float(tpr[fpr <= 1 - specificity + 1e-12].max())
-
-
-def point_metrics(y: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
-    """Every compared metric for one set of predictions (NaN where a class is absent)."""
-    labels = np.arange(len(classes))
-    pred = probs.argmax(axis=1)
-    out = {
-        "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0),
-        "balanced_accuracy": balanced_accuracy_score(y, pred),
-    }
-    recalls = recall_score(y, pred, labels=labels, average=None, zero_division=0)
-    f1s = f1_score(y, pred, labels=labels, average=None, zero_division=0)
-    aucs = []
-    for c, name in enumerate(classes):
-        key = metric_name(name)
-        positive = y == c
-        both = 0 < positive.sum() < len(y)
-        out[f"recall_{key}"], out[f"f1_{key}"] = recalls[c], f1s[c]
-        out[f"auc_{key}"] = roc_auc_score(positive, probs[:, c]) if both else np.nan
-        out[f"pr_auc_{key}"] = average_precision_score(positive, probs[:, c]) if both else np.nan
-        aucs.append(out[f"auc_{key}"])
-        if key == "covid":
-            out["covid_sens_at_95_spec"] = (
-                sensitivity_at_specificity(positive, probs[:, c]) if both else np.nan)
-    out["macro_auc"] = float(np.nanmean(aucs)) if not np.isnan(aucs).all() else np.nan
-    return {k: float(v) for k, v in out.items()}
-
-
-def metric_names(classes: tuple[str, ...]) -> list[str]:
-    """The keys point_metrics returns for these classes (checked against it in the tests)."""
-    keys = [metric_name(c) for c in classes]
-    names = ["macro_f1", "balanced_accuracy", "macro_auc"]
-    names += [f"{m}_{k}" for k in keys for m in ("recall", "f1", "auc", "pr_auc")]
-    return names + (["covid_sens_at_95_spec"] if "covid" in keys else [])
+from xraytrack.evaluation.metrics import metric_name, scores
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -74,8 +27,8 @@ def compare(predictions: dict[str, tuple[np.ndarray, np.ndarray]], classes: tupl
         if len(y) != n:
             raise ValueError("every strategy must be scored on the same test split")
         row = {"strategy": strategy}
-        point = point_metrics(y, probs, classes)
-        samples = pd.DataFrame([point_metrics(y[b], probs[b], classes) for b in boots])
+        point = scores(y, probs, classes)
+        samples = pd.DataFrame([scores(y[b], probs[b], classes) for b in boots])
         for metric, value in point.items():
             row[metric] = value
             row[f"{metric}_lo"] = float(np.nanpercentile(samples[metric], 2.5))

@@ -10,7 +10,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from xraytrack.errors import XrayTrackError
-from xraytrack.registry import logged_model_uri
+from xraytrack.tracking.model_logging import KERAS_MODEL
+from xraytrack.tracking.registry import logged_model_uri
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -44,7 +45,7 @@ def load_trained(ref: str) -> TrainedModel:
     """The Keras-flavour model ('model') logged by the run behind ``ref``."""
     try:
         run = mlflow.get_run(_source_run(ref))
-        uri = logged_model_uri(run, "model")
+        uri = logged_model_uri(run, KERAS_MODEL)
         model = mlflow.keras.load_model(uri)
     except MlflowException as exc:
         raise XrayTrackError(f"cannot load {ref}: {exc.message.splitlines()[0]}") from None

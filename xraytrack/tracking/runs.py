@@ -1,4 +1,4 @@
-"""MLflow plumbing: one run's lifecycle, so a run never stays RUNNING after it stops."""
+"""Run lifecycle: the only place a run is opened, adopted or reopened, so none stays RUNNING."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import mlflow
 
-from xraytrack import sysinfo
+from xraytrack.tracking import sysinfo
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -45,6 +45,18 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def reopened_run(run_id: str):
+    """Add to a finished run (an audit after the fact) without changing how it ended or how
+    long it took, whether the addition succeeds or fails."""
+    run = mlflow.get_run(run_id)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            yield run
+    finally:
+        mlflow.MlflowClient().set_terminated(run_id, run.info.status, end_time=run.info.end_time)
 
 
 def log_system_info() -> dict:

@@ -1,4 +1,6 @@
-"""Model.fit with the callbacks every run needs: checkpoints, resume, early stopping, MLflow.
+"""The one fit path: ``fit_arguments`` builds what ``Model.fit`` gets in every job (a train run,
+a comparison's strategy, a search's trials and its default baseline), so ``balance``, early
+stopping and per-epoch logging mean the same everywhere; ``fit`` adds checkpoints and resume.
 
 Resuming: checkpoints live under ``<cache>/checkpoints/<resume key of the config>``. Re-running
 the same command after an interruption restores the weights, optimizer state and epoch counter
@@ -17,10 +19,10 @@ import keras
 import mlflow
 from mlflow.entities import Metric
 
-from xraytrack import balancing
 from xraytrack.config import TrainConfig
 from xraytrack.data.cache import default_cache_dir
 from xraytrack.data.prepare import PreparedData
+from xraytrack.training import balancing
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +71,51 @@ def _resume(ckpt: Path, cfg: TrainConfig) -> float | None:
     return min(seen) if cfg.monitor_mode == "min" else max(seen)
 
 
-def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model:
-    """Train on the train split, validate on val; return the model with its best weights."""
-    ckpt = checkpoint_dir(cfg)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    best_so_far = _resume(ckpt, cfg)
-    best_file = ckpt / "best.weights.h5"
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
-            save_weights_only=True, initial_value_threshold=best_so_far,
-        ),
-        EpochMetrics(),
-    ]
-    if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
-        ))
+def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
+    """Keyword arguments of ``Model.fit`` (and of keras-tuner's ``search``) for ``cfg``: the
+    training sequence in the balancing strategy's order, validation data, epochs, class weights,
+    early stopping and per-epoch MLflow metrics (logged into whichever run is active)."""
     train_labels = data.labels("train")
     class_weight = None
     if cfg.balance == "class_weight":
         class_weight = balancing.balanced_class_weight(train_labels, len(data.classes))
-        mlflow.log_dict({data.classes[c]: w for c, w in class_weight.items()}, "class_weight.json")
     order_fn = balancing.epoch_order(cfg.balance, train_labels, cfg.batch_size, cfg.seed)
-    model.fit(
-        data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn),
+    callbacks = [EpochMetrics()]
+    if cfg.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
+        ))
+    return dict(
+        x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn),
         validation_data=data.sequence("val", cfg.batch_size),
         epochs=cfg.epochs,
         class_weight=class_weight,
         callbacks=callbacks,
     )
+
+
+def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model:
+    """Train on the train split, validate on val; return the model with its best weights.
+
+    Adds to ``fit_arguments`` what a run that must survive interruption needs: a backup to
+    resume from and the best epoch's weights."""
+    ckpt = checkpoint_dir(cfg)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    best_so_far = _resume(ckpt, cfg)
+    best_file = ckpt / "best.weights.h5"
+    args = fit_arguments(cfg, data)
+    args["callbacks"] = [
+        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
+            save_weights_only=True, initial_value_threshold=best_so_far,
+        ),
+        *args["callbacks"],
+    ]
+    if args["class_weight"] is not None:
+        mlflow.log_dict({data.classes[c]: w for c, w in args["class_weight"].items()},
+                        "class_weight.json")
+    model.fit(**args)
     if best_file.exists():
         model.load_weights(str(best_file))
     else:

@@ -20,13 +20,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from xraytrack import fitting, tracking
 from xraytrack.config import TrainConfig
 from xraytrack.data.index import DatasetIndex
 from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, architecture_values, build_model, hyperparameters
-from xraytrack.train import load_data, model_spec, resolve, seeded_model, train_and_log
+from xraytrack.tracking import runs
+from xraytrack.training import fitting
+from xraytrack.training.train import load_data, model_spec, resolve, seeded_model, train_and_log
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
 OBJECTIVES = {"val_macro_f1": "max", "val_auc": "max", "val_accuracy": "max", "val_loss": "min"}
@@ -80,8 +81,7 @@ class TrackedTrials:
     objective_name: str
 
     def run_trial(self, trial, *args, **kwargs):
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), fitting.EpochMetrics()]
-        with tracking.tracked_run("", run_name=f"trial-{trial.trial_id}",
+        with runs.tracked_run("", run_name=f"trial-{trial.trial_id}",
                                   parent_run_id=self.parent_run_id):
             mlflow.set_tags({"xraytrack.trial_id": trial.trial_id, "xraytrack.role": "trial",
                              "xraytrack.tuner_id": self.tuner_id})
@@ -154,21 +154,12 @@ def _wait_for_parent(key: str, timeout: float = 600) -> mlflow.entities.Run:
         time.sleep(2)
 
 
-def trial_fit_args(cfg: TrainConfig, data: PreparedData) -> dict:
-    """The budget every trial gets, and the default configuration too: same data, epochs, stops."""
-    callbacks = [keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
-                                               patience=cfg.patience)] if cfg.patience else []
-    return dict(x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed),
-                validation_data=data.sequence("val", cfg.batch_size), epochs=cfg.epochs,
-                callbacks=callbacks)
-
-
 def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, parent_run_id: str,
             directory: str):
     hypermodel = ArchitectureHyperModel(cfg.architecture, model_spec(cfg))
     tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id)
     keras.utils.set_random_seed(cfg.seed)  # the oracle's seed draws the settings; this, the weights
-    tuner.search(**trial_fit_args(cfg, data))
+    tuner.search(**fitting.fit_arguments(cfg, data))  # trials fit as train does
     return tuner
 
 
@@ -177,12 +168,10 @@ def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedDat
     """The architecture's default configuration, trained on the same budget as a trial."""
     hp = hyperparameters(cfg.hyperparameters)
     model = seeded_model(cfg, hp)
-    with tracking.tracked_run("", run_name="default", parent_run_id=parent_run_id):
+    with runs.tracked_run("", run_name="default", parent_run_id=parent_run_id):
         mlflow.set_tags({"xraytrack.role": "default"})
         mlflow.log_params({f"hp.{k}": v for k, v in hp.values.items()})
-        args = trial_fit_args(cfg, data)
-        args["callbacks"].append(fitting.EpochMetrics())
-        history = model.fit(**args)
+        history = model.fit(**fitting.fit_arguments(cfg, data))
         best = best_of(history.history[settings.objective], settings.objective)
         mlflow.log_metric(f"best_{settings.objective}", best)
     return float(best)
@@ -200,7 +189,7 @@ def run_search(cfg: TrainConfig, settings: SearchSettings) -> str | None:
         mlflow.set_experiment(experiment_id=parent.info.experiment_id)
         _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory)
         return None
-    with tracking.tracked_run(cfg.experiment, cfg.run_name or f"tune-{cfg.architecture}") as parent:
+    with runs.tracked_run(cfg.experiment, cfg.run_name or f"tune-{cfg.architecture}") as parent:
         return _chief(cfg, settings, index, key, directory, parent)
 
 

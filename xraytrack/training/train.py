@@ -8,16 +8,17 @@ import warnings
 import keras
 import keras_tuner as kt
 import mlflow
-import numpy as np
 
-from xraytrack import (audit, balancing, classifier, evaluation, fitting, lungs, metrics,
-                       model_logging, tracking)
 from xraytrack.config import TrainConfig
+from xraytrack.data import split as split_manifest
 from xraytrack.data.index import DatasetIndex, index_dataset
 from xraytrack.data.prepare import PreparedData, prepare, summarize
 from xraytrack.errors import XrayTrackError
+from xraytrack.evaluation import metrics, test_split
+from xraytrack.explain import audit, lungs
 from xraytrack.models import ModelSpec, build_model, hyperparameters
-
+from xraytrack.tracking import model_logging, runs
+from xraytrack.training import balancing, fitting
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
@@ -48,7 +49,7 @@ def log_data(data: PreparedData) -> None:
     mlflow.log_params({f"data.n_{s}": sum(c.values()) for s, c in counts.items()})
     mlflow.log_params({"data.n_skipped": len(data.skipped), "data.split_digest": split.digest()})
     mlflow.log_dict(counts, "data_counts.json")
-    mlflow.log_text(split.to_csv(), "split.csv")
+    mlflow.log_text(split.to_csv(), split_manifest.ARTIFACT)
     mlflow.log_text(data.skipped_csv(), "skipped.csv")
     frame = split.to_frame().astype({"group": str})  # an id, not a quantity
     with warnings.catch_warnings():  # MLflow 3.17 registers its local source twice and says so
@@ -59,9 +60,9 @@ def log_data(data: PreparedData) -> None:
 
 
 def audit_test_split(model, data: PreparedData, probs, batch_size: int) -> None:
-    paths = data.paths("test")
-    images = np.asarray(data.pixels[data.rows[data.split.indices("test")]])
-    regions, from_mask = lungs.lung_regions(data.split.index.root, paths, images.shape[1])
+    images = data.images("test")
+    regions, from_mask = lungs.lung_regions(data.split.index.root, data.paths("test"),
+                                            images.shape[1])
     audit.run_and_log(model, images, data.labels("test"), probs, data.classes, regions, from_mask,
                       batch_size)
 
@@ -78,14 +79,13 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
                   hp: kt.HyperParameters) -> dict[str, float]:
     """Everything a training run logs, into the active MLflow run; returns the test scores."""
     mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
-    tracking.log_system_info()
+    runs.log_system_info()
     log_data(data)
     fitting.fit(model, data, cfg)
-    scores, probs = evaluation.evaluate_and_log(model, data, cfg.batch_size)
+    scores, probs = test_split.evaluate_and_log(model, data, cfg.batch_size)
     if cfg.audit:
         audit_test_split(model, data, probs, cfg.batch_size)
-    model_logging.log_keras_model(model, data.classes, cfg.img_size)
-    classifier.log_classifier(model, data.classes, cfg.img_size, model_logging.pip_requirements())
+    model_logging.log_models(model, data.classes, cfg.img_size)
     fitting.discard_checkpoints(cfg)
     print("Test: " + ", ".join(f"{k}={scores['test_' + k]:.4f}" for k in metrics.HEADLINE
                                if f"test_{k}" in scores))
@@ -101,7 +101,7 @@ def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = Non
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
     model = seeded_model(cfg, hp)
-    with tracking.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
+    with runs.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
         mlflow.set_tags(tags or {})
         train_and_log(cfg, load_data(cfg, index), model, hp)
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")

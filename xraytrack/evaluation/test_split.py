@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import keras
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
 
-from xraytrack import metrics, plots
 from xraytrack.data.prepare import PreparedData
+from xraytrack.evaluation import metrics, plots
+from xraytrack.evaluation.predictions import log_predictions
 
 
 def predict_split(model: keras.Model, data: PreparedData, split: str, batch_size: int) -> np.ndarray:
@@ -19,18 +18,7 @@ def predict_split(model: keras.Model, data: PreparedData, split: str, batch_size
     return model.predict(data.sequence(split, batch_size, shuffle=False), verbose=0)
 
 
-def predictions_frame(paths, y_true, probs, classes) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "path": paths,
-        "true": [classes[i] for i in y_true],
-        "predicted": [classes[i] for i in probs.argmax(axis=1)],
-    })
-    for c, name in enumerate(classes):
-        frame[name] = probs[:, c]
-    return frame
-
-
-def _log_figure(fig: plt.Figure, name: str) -> None:
+def log_figure(fig: plt.Figure, name: str) -> None:
     mlflow.log_figure(fig, name)
     plt.close(fig)
 
@@ -44,10 +32,14 @@ def epoch_history(run_id: str) -> dict[str, list[tuple[int, float]]]:
     return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
 
 
-def log_test_evaluation(y_true, probs, paths, classes, prefix: str = "test_") -> dict[str, float]:
-    """Log scores, report, confusion matrix, ROC curves and predictions for one set of predictions."""
-    scores = metrics.scores(y_true, probs, classes, prefix=prefix)
-    mlflow.log_metrics(scores)
+def log_evaluation(y_true, probs, paths, classes, prefix: str = "test_") -> dict[str, float]:
+    """Log scores, report, confusion matrix, ROC curves and predictions for one set of predictions.
+
+    Returns the logged scores, named ``<prefix><metric>``."""
+    values = metrics.scores(y_true, probs, classes)
+    metrics.undefined_warnings(values, classes)
+    logged = metrics.prefixed(values, prefix)
+    mlflow.log_metrics(logged)
     report, report_text = metrics.report(y_true, probs, classes)
     mlflow.log_dict(report, "classification_report.json")
     mlflow.log_text(report_text, "classification_report.txt")
@@ -58,19 +50,17 @@ def log_test_evaluation(y_true, probs, paths, classes, prefix: str = "test_") ->
         columns=["true", "predicted", "count", "row_normalised"],
     )
     mlflow.log_text(long.to_csv(index=False), "confusion_matrix.csv")
-    _log_figure(plots.confusion_matrix_figure(counts, rates, classes), "confusion_matrix.png")
-    _log_figure(plots.roc_figure(y_true, probs, classes), "roc_curves.png")
-    buf = io.StringIO()
-    predictions_frame(paths, y_true, probs, classes).to_csv(buf, index=False)
-    mlflow.log_text(buf.getvalue(), "predictions.csv")
-    return scores
+    log_figure(plots.confusion_matrix_figure(counts, rates, classes), "confusion_matrix.png")
+    log_figure(plots.roc_figure(y_true, probs, classes), "roc_curves.png")
+    log_predictions(paths, y_true, probs, classes)
+    return logged
 
 
 def evaluate_and_log(model: keras.Model, data: PreparedData, batch_size: int):
     """The test split is touched here, once, after training has finished: (scores, probs)."""
     probs = predict_split(model, data, "test", batch_size)
-    scores = log_test_evaluation(data.labels("test"), probs, data.paths("test"), data.classes)
+    scores = log_evaluation(data.labels("test"), probs, data.paths("test"), data.classes)
     history = epoch_history(mlflow.active_run().info.run_id)
     if history:
-        _log_figure(plots.learning_curves_figure(history), "learning_curves.png")
+        log_figure(plots.learning_curves_figure(history), "learning_curves.png")
     return scores, probs

@@ -1,0 +1,125 @@
+"""The one scoring function: every number that describes a set of predictions comes from here.
+
+``scores(y_true, probs, classes)`` serves a run's test split (logged as ``test_<name>``), each
+strategy of a comparison and its bootstrap resamples, and the shortcut audit (``audit_*``). It
+takes ``y_true`` and ``probs`` row-aligned: the caller guarantees that row i of both is the same
+image, which is what the seed project got wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")  # the scores a run leads with
+SPECIFICITY = 0.95  # the operating point of ``covid_sens_at_95_spec``
+
+
+def metric_name(class_name: str) -> str:
+    """'Viral Pneumonia' -> 'viral_pneumonia': a class name as an MLflow metric suffix."""
+    return re.sub(r"[^0-9a-z_]+", "_", class_name.lower().replace(" ", "_")).strip("_")
+
+
+def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray,
+                               specificity: float = SPECIFICITY) -> float:
+    """Highest true-positive rate whose false-positive rate stays within 1 - specificity."""
+    fpr, tpr, _ = roc_curve(positive, score)
+    return float(tpr[fpr <= 1 - specificity + 1e-12].max())
+
+
+def _ranking_scores(positive: np.ndarray, score: np.ndarray, key: str) -> dict[str, float]:
+    """One class vs the rest: ROC AUC, PR AUC (and COVID's sensitivity at 95% specificity);
+    NaN when the labels lack positives or negatives, where ranking is undefined."""
+    defined = 0 < positive.sum() < len(positive)
+    out = {
+        f"auc_{key}": roc_auc_score(positive, score) if defined else math.nan,
+        f"pr_auc_{key}": average_precision_score(positive, score) if defined else math.nan,
+    }
+    if key == "covid":
+        out["covid_sens_at_95_spec"] = (sensitivity_at_specificity(positive, score)
+                                        if defined else math.nan)
+    return out
+
+
+def scores(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Every metric the project reports, unprefixed: ``accuracy``, ``balanced_accuracy``,
+    ``macro_f1``, ``macro_auc``, and per class ``precision_<c>``, ``recall_<c>``, ``f1_<c>``,
+    ``auc_<c>``, ``pr_auc_<c>`` (plus ``covid_sens_at_95_spec`` when a class is COVID).
+
+    Undefined values (a class with no positives for AUC) are NaN; ``prefixed`` drops them for
+    logging. Precision, recall and F1 of a class never predicted or absent are 0, as sklearn's
+    ``zero_division=0`` has it, and macro-F1 averages over every class of the model.
+    """
+    labels = np.arange(len(classes))
+    y_pred = probs.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    out = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "macro_f1": float(np.mean(f1)),
+    }
+    aucs = []
+    for c, name in enumerate(classes):
+        key = metric_name(name)
+        out |= {f"precision_{key}": precision[c], f"recall_{key}": recall[c], f"f1_{key}": f1[c]}
+        out |= _ranking_scores(y_true == c, probs[:, c], key)
+        aucs.append(out[f"auc_{key}"])
+    out["macro_auc"] = math.nan if np.isnan(aucs).all() else float(np.nanmean(aucs))
+    return {k: float(v) for k, v in out.items()}
+
+
+def score_names(classes: tuple[str, ...]) -> list[str]:
+    """The keys ``scores`` returns for these classes, without computing anything."""
+    keys = [metric_name(c) for c in classes]
+    names = [*HEADLINE]
+    names += [f"{m}_{k}" for k in keys for m in ("precision", "recall", "f1", "auc", "pr_auc")]
+    return names + (["covid_sens_at_95_spec"] if "covid" in keys else [])
+
+
+def prefixed(values: dict[str, float], prefix: str) -> dict[str, float]:
+    """``values`` named for logging (``test_macro_f1``), undefined (NaN) ones left out."""
+    return {prefix + k: v for k, v in values.items() if not math.isnan(v)}
+
+
+def headline(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if k in HEADLINE}
+
+
+def undefined_warnings(values: dict[str, float], classes: tuple[str, ...]) -> None:
+    """Say once, for a whole evaluation, which per-class ranking scores are undefined."""
+    for name in classes:
+        if math.isnan(values.get(f"auc_{metric_name(name)}", 0.0)):
+            log.warning("AUC of class %s undefined: the labels lack its positives or negatives", name)
+
+
+def report(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> tuple[dict, str]:
+    """scikit-learn's classification report as a dict (for JSON) and as text."""
+    kwargs = dict(labels=np.arange(len(classes)), target_names=classes, zero_division=0)
+    y_pred = probs.argmax(axis=1)
+    return (
+        classification_report(y_true, y_pred, output_dict=True, **kwargs),
+        classification_report(y_true, y_pred, digits=4, **kwargs),
+    )
+
+
+def confusion(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and row-normalised rates (rows: true class, columns: predicted)."""
+    counts = confusion_matrix(y_true, probs.argmax(axis=1), labels=np.arange(n_classes))
+    rows = counts.sum(axis=1, keepdims=True)
+    return counts, np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)

@@ -1,0 +1,91 @@
+"""The served model: encoded PNG/JPEG bytes in, a label and one probability per class out.
+
+It wraps the trained Keras model with the exact preprocessing of training (``data.images``:
+decode to 8-bit grayscale, resize), so a client never needs to know the input size or scaling.
+Requests are a DataFrame with one column, ``image``, of base64 strings: the form
+``mlflow models serve`` accepts as JSON. Malformed rows raise ``INVALID_PARAMETER_VALUE``, which
+the scoring server answers with HTTP 400 and keeps serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from PIL import Image
+
+from xraytrack.data.images import DECODE_ERRORS, decode_bytes
+
+COLUMN = "image"
+
+
+def encode_image(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def request_frame(images: list[bytes]) -> pd.DataFrame:
+    """What a client sends: one base64 string per encoded image."""
+    return pd.DataFrame({COLUMN: [encode_image(b) for b in images]})
+
+
+def _bad_request(message: str) -> MlflowException:
+    return MlflowException.invalid_parameter_value(message)
+
+
+def decode_request_row(row: int, value, img_size: int) -> np.ndarray:
+    if not isinstance(value, (str, bytes)) or len(value) == 0:
+        raise _bad_request(f"row {row}: '{COLUMN}' is empty; send a base64-encoded PNG or JPEG")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _bad_request(f"row {row}: '{COLUMN}' is not valid base64 ({exc})") from None
+    try:
+        return decode_bytes(data, img_size)
+    except DECODE_ERRORS as exc:
+        raise _bad_request(f"row {row}: not a readable PNG/JPEG image ({exc})") from None
+
+
+class XrayClassifier(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc around the Keras model; ``predict_pixels`` serves already-decoded images.
+
+    It is logged by ``tracking.model_logging.log_classifier``. Models logged before xraytrack
+    0.2 import it as ``xraytrack.classifier``, which still works (a shim module).
+    """
+
+    @classmethod
+    def from_keras(cls, model, classes, img_size: int) -> "XrayClassifier":
+        """The wrapper around an in-memory model, as ``load_context`` would make it."""
+        wrapper = cls()
+        wrapper.model, wrapper.classes, wrapper.img_size = model, list(classes), int(img_size)
+        return wrapper
+
+    def load_context(self, context):
+        import keras
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        self.classes = list(context.model_config["classes"])
+        self.img_size = int(context.model_config["img_size"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if COLUMN not in model_input or len(model_input) == 0:
+            raise _bad_request(f"send at least one row with an '{COLUMN}' column")
+        pixels = [decode_request_row(i, v, self.img_size) for i, v in enumerate(model_input[COLUMN])]
+        return self.predict_pixels(np.stack(pixels))
+
+    def predict_pixels(self, pixels: np.ndarray) -> pd.DataFrame:
+        probs = self.model.predict(pixels[..., None].astype("float32"), verbose=0)
+        out = pd.DataFrame(probs.astype("float64"), columns=self.classes)
+        out.insert(0, "label", [self.classes[i] for i in probs.argmax(axis=1)])
+        return out
+
+
+def example_png(img_size: int) -> bytes:
+    """A small mid-grey PNG: the logged input example (any size works; it is resized)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((img_size, img_size), 128, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
