@@ -37,12 +37,25 @@ def test_confusion_rows_are_true_classes():
     assert rates.tolist() == [[0.5, 0.5], [0.0, 1.0]]
 
 
-def test_auc_of_a_class_missing_from_the_test_split_is_left_out():
+def test_a_class_missing_from_the_labels_gets_no_per_class_metric():
     y = np.array([0, 1, 0, 1])
-    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]])
+    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.1, 0.7]])
     out = prefixed(scores(y, probs, ("a", "b", "c")), "test_")
-    assert "test_auc_c" not in out and "test_pr_auc_c" not in out
-    assert out["test_macro_auc"] == 1.0 and out["test_recall_c"] == 0.0
+    assert not [k for k in out if k.endswith("_c")]
+    assert out["test_macro_auc"] == pytest.approx((1.0 + 0.625) / 2)  # a and b only
+    assert out["test_macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)  # a and b only, not c's 0
+    assert out["test_recall_b"] == 0.5 and out["test_precision_a"] == 1.0
+
+
+def test_labels_outside_the_model_count_as_negatives_of_every_class():
+    """An external site's Other_pneumonia (-1): a false positive when called COVID."""
+    y = np.array([0, 0, 1, 1, -1, -1])
+    probs = np.eye(2)[[0, 0, 1, 1, 0, 1]] * 0.8 + 0.1
+    out = scores(y, probs, ("COVID", "Normal"))
+    assert out["accuracy"] == 1.0  # over the images with a model label
+    assert out["precision_covid"] == pytest.approx(2 / 3) and out["recall_covid"] == 1.0
+    assert out["specificity_covid"] == pytest.approx(3 / 4) and out["npv_covid"] == 1.0
+    assert out["auc_covid"] == pytest.approx(7 / 8)  # the Other_pneumonia called COVID ties
 
 
 def test_scores_match_scikit_learns_own_functions():

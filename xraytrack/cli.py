@@ -250,6 +250,32 @@ def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrid
 
 @main.command()
 @click.argument("model_ref")
+@click.argument("source")
+@click.option("--site", type=STR, help="Name of the site (default: the CSV's site column or the "
+              "folder's name).")
+@click.option("--label-map", type=STR, help="Rename labels first: 'NORMAL=Normal,PNEUMONIA=Viral "
+              "Pneumonia'.")
+@click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
+@click.option("--internal-data-dir", type=STR, help="Where the model's own training data is now, "
+              "to measure the shift (default: as logged).")
+@click.option("--experiment", type=STR, default="xraytrack", show_default=True,
+              help="MLflow experiment (ignored under `mlflow run`).")
+@friendly_errors
+def evaluate(model_ref, source, site, label_map, n_bootstrap, internal_data_dir, experiment):
+    """Evaluate a trained model (run id or models:/ URI) on a labelled set from another site.
+
+    SOURCE: class folders (Kaggle or flat layout), or a CSV with path, label[, patient_id, site];
+    PNG, JPEG or DICOM. Reports every metric beside the internal test split's, with bootstrap
+    intervals, calibration, the validation operating points and the shift."""
+    from xraytrack.data.labelled import parse_label_map
+    from xraytrack.evaluation.site import evaluate_site
+
+    evaluate_site(model_ref, source, site, parse_label_map(label_map), n_bootstrap or 1000,
+                  experiment or "xraytrack", internal_data_dir)
+
+
+@main.command()
+@click.argument("model_ref")
 @click.option("--data-dir", type=STR, help="Where the run's images are now (default: as logged).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @friendly_errors

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     classification_report,
     confusion_matrix,
-    precision_recall_fscore_support,
+    multilabel_confusion_matrix,
     roc_auc_score,
     roc_curve,
 )
@@ -56,30 +56,55 @@ def _ranking_scores(positive: np.ndarray, score: np.ndarray, key: str) -> dict[s
     return out
 
 
+def _per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """One class vs the rest, from scikit-learn's per-class confusion matrices: rows whose label
+    is not a model class (-1) count as negatives of every class."""
+    cm = multilabel_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
+    tn, fp, fn, tp = (cm[:, i, j].astype(float) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+
+    def ratio(a, b, empty=0.0):  # sklearn's zero_division=0 for precision; NaN where undefined
+        return np.divide(a, b, out=np.full(len(a), empty), where=b > 0)
+
+    return {
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "specificity": ratio(tn, tn + fp, math.nan),
+        "npv": ratio(tn, tn + fn, math.nan),
+    }
+
+
 def scores(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
     """Every metric the project reports, unprefixed: ``accuracy``, ``balanced_accuracy``,
-    ``macro_f1``, ``macro_auc``, and per class ``precision_<c>``, ``recall_<c>``, ``f1_<c>``,
-    ``auc_<c>``, ``pr_auc_<c>`` (plus ``covid_sens_at_95_spec`` when a class is COVID).
+    ``macro_f1``, ``macro_auc``, and per class ``precision_<c>`` (PPV), ``recall_<c>``
+    (sensitivity), ``specificity_<c>``, ``npv_<c>``, ``f1_<c>``, ``auc_<c>`` and ``pr_auc_<c>``
+    (plus ``covid_sens_at_95_spec`` when a class is COVID).
 
-    Undefined values (a class with no positives for AUC) are NaN; ``prefixed`` drops them for
-    logging. Precision, recall and F1 of a class never predicted or absent are 0, as sklearn's
-    ``zero_division=0`` has it, and macro-F1 averages over every class of the model.
+    ``y_true`` holds class indices; -1 marks an image whose label is not a model class (an
+    external site's ``Other_pneumonia``): it counts as a negative in every class's one-vs-rest
+    view and is left out of accuracy, balanced accuracy and the macro averages' classes. A model
+    class with no image here gets no per-class metric (NaN) and no say in the macro averages.
+    Undefined values are NaN; ``prefixed`` drops them for logging.
     """
-    labels = np.arange(len(classes))
+    y_true = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
+    known = y_true >= 0
+    present = np.isin(np.arange(len(classes)), y_true[known])
     out = {
-        "accuracy": accuracy_score(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
-        "macro_f1": float(np.mean(f1)),
+        "accuracy": accuracy_score(y_true[known], y_pred[known]) if known.any() else math.nan,
+        "balanced_accuracy": (balanced_accuracy_score(y_true[known], y_pred[known])
+                              if known.any() else math.nan),
     }
-    aucs = []
+    per_class = _per_class(y_true, y_pred, len(classes))
     for c, name in enumerate(classes):
         key = metric_name(name)
-        out |= {f"precision_{key}": precision[c], f"recall_{key}": recall[c], f"f1_{key}": f1[c]}
-        out |= _ranking_scores(y_true == c, probs[:, c], key)
-        aucs.append(out[f"auc_{key}"])
+        for rate, values in per_class.items():
+            out[f"{rate}_{key}"] = values[c] if present[c] else math.nan
+        ranking = _ranking_scores(y_true == c, probs[:, c], key)
+        out |= ranking if present[c] else dict.fromkeys(ranking, math.nan)
+    f1s = per_class["f1"][present]
+    aucs = [out[f"auc_{metric_name(n)}"] for n in classes]
+    out["macro_f1"] = float(np.mean(f1s)) if len(f1s) else math.nan
     out["macro_auc"] = math.nan if np.isnan(aucs).all() else float(np.nanmean(aucs))
     return {k: float(v) for k, v in out.items()}
 
@@ -88,7 +113,8 @@ def score_names(classes: tuple[str, ...]) -> list[str]:
     """The keys ``scores`` returns for these classes, without computing anything."""
     keys = [metric_name(c) for c in classes]
     names = [*HEADLINE]
-    names += [f"{m}_{k}" for k in keys for m in ("precision", "recall", "f1", "auc", "pr_auc")]
+    names += [f"{m}_{k}" for k in keys
+              for m in ("precision", "recall", "specificity", "npv", "f1", "auc", "pr_auc")]
     return names + (["covid_sens_at_95_spec"] if "covid" in keys else [])
 
 

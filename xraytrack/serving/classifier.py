@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from xraytrack.data.images import DECODE_ERRORS, decode_bytes
+from xraytrack.evaluation.calibration import Calibration
 
 COLUMN = "image"
 
@@ -57,11 +58,15 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
     0.2 import it as ``xraytrack.classifier``, which still works (a shim module).
     """
 
+    calibration = Calibration()
+
     @classmethod
-    def from_keras(cls, model, classes, img_size: int) -> "XrayClassifier":
+    def from_keras(cls, model, classes, img_size: int,
+                   calibration: Calibration | None = None) -> "XrayClassifier":
         """The wrapper around an in-memory model, as ``load_context`` would make it."""
         wrapper = cls()
         wrapper.model, wrapper.classes, wrapper.img_size = model, list(classes), int(img_size)
+        wrapper.calibration = calibration or Calibration()
         return wrapper
 
     def load_context(self, context):
@@ -70,6 +75,8 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.classes = list(context.model_config["classes"])
         self.img_size = int(context.model_config["img_size"])
+        # Models logged before calibration existed have no temperature: T = 1.
+        self.calibration = Calibration.from_metadata(context.model_config)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if COLUMN not in model_input or len(model_input) == 0:
@@ -78,7 +85,8 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
         return self.predict_pixels(np.stack(pixels))
 
     def predict_pixels(self, pixels: np.ndarray) -> pd.DataFrame:
-        probs = self.model.predict(pixels[..., None].astype("float32"), verbose=0)
+        probs = self.calibration.apply(self.model.predict(pixels[..., None].astype("float32"),
+                                                          verbose=0))
         out = pd.DataFrame(probs.astype("float64"), columns=self.classes)
         out.insert(0, "label", [self.classes[i] for i in probs.argmax(axis=1)])
         return out

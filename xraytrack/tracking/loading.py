@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.evaluation.calibration import Calibration
 from xraytrack.tracking.model_logging import KERAS_MODEL
 from xraytrack.tracking.registry import logged_model_uri
 
@@ -22,6 +23,7 @@ class TrainedModel:
     classes: list[str]
     img_size: int
     run_id: str
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 def _source_run(ref: str) -> str:
@@ -50,4 +52,5 @@ def load_trained(ref: str) -> TrainedModel:
     except MlflowException as exc:
         raise XrayTrackError(f"cannot load {ref}: {exc.message.splitlines()[0]}") from None
     meta = mlflow.models.get_model_info(uri).metadata or {}
-    return TrainedModel(model, list(meta["classes"]), int(meta["img_size"]), run.info.run_id)
+    return TrainedModel(model, list(meta["classes"]), int(meta["img_size"]), run.info.run_id,
+                        Calibration.from_metadata(meta))

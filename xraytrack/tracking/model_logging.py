@@ -18,6 +18,7 @@ import numpy as np
 from mlflow.models import Model, infer_signature
 
 import xraytrack
+from xraytrack.evaluation.calibration import Calibration
 from xraytrack.serving import classifier
 
 KERAS_MODEL = "model"  # Keras flavour: raw pixels in, probabilities out
@@ -27,7 +28,7 @@ CLASSIFIER = "classifier"  # pyfunc: encoded images in, label and probabilities 
 def pip_requirements() -> list[str]:
     """Pinned from this environment: MLflow's inference of them takes ~50 s per model."""
     backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[keras.config.backend()]
-    packages = ["mlflow", "keras", backend, "numpy", "pillow", "pandas"]
+    packages = ["mlflow", "keras", backend, "numpy", "pillow", "pandas", "pydicom"]
     return [f"{p}=={importlib.metadata.version(p)}" for p in packages]
 
 
@@ -47,8 +48,13 @@ def _save_keras_model(path, **kwargs):
 KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
 
 
+def _metadata(classes, img_size: int, calibration: Calibration) -> dict:
+    return {"classes": list(classes), "img_size": img_size, **calibration.metadata()}
+
+
 def log_keras_model(model: keras.Model, classes: tuple[str, ...], img_size: int,
-                    requirements: list[str]):
+                    requirements: list[str], calibration: Calibration = Calibration()):
+    """Raw network outputs (uncalibrated); the temperature and thresholds travel as metadata."""
     example = input_example(img_size)
     return Model.log(
         artifact_path=None,
@@ -58,16 +64,16 @@ def log_keras_model(model: keras.Model, classes: tuple[str, ...], img_size: int,
         signature=infer_signature(example, model.predict(example, verbose=0)),
         input_example=example,
         pip_requirements=requirements,
-        metadata={"classes": list(classes), "img_size": img_size},
+        metadata=_metadata(classes, img_size, calibration),
     )
 
 
 def log_classifier(model: keras.Model, classes: tuple[str, ...], img_size: int,
-                   requirements: list[str]):
+                   requirements: list[str], calibration: Calibration = Calibration()):
     """The image-in/label-out pyfunc, from code (``serving/served_model.py``), carrying the
-    xraytrack package so it serves wherever MLflow runs."""
+    xraytrack package so it serves wherever MLflow runs; it returns calibrated probabilities."""
     example = classifier.request_frame([classifier.example_png(img_size)])
-    wrapper = classifier.XrayClassifier.from_keras(model, classes, img_size)
+    wrapper = classifier.XrayClassifier.from_keras(model, classes, img_size, calibration)
     signature = infer_signature(example, wrapper.predict(None, example))
     with tempfile.TemporaryDirectory() as tmp:
         keras_file = Path(tmp) / "model.keras"
@@ -76,17 +82,18 @@ def log_classifier(model: keras.Model, classes: tuple[str, ...], img_size: int,
             name=CLASSIFIER,
             python_model=str(Path(classifier.__file__).with_name("served_model.py")),
             artifacts={"keras_model": str(keras_file)},
-            model_config={"classes": list(classes), "img_size": img_size},
+            model_config=_metadata(classes, img_size, calibration),
             signature=signature,
             input_example=example,
             pip_requirements=requirements,
             code_paths=[str(Path(xraytrack.__file__).parent)],
-            metadata={"classes": list(classes), "img_size": img_size},
+            metadata=_metadata(classes, img_size, calibration),
         )
 
 
-def log_models(model: keras.Model, classes: tuple[str, ...], img_size: int) -> None:
+def log_models(model: keras.Model, classes: tuple[str, ...], img_size: int,
+               calibration: Calibration = Calibration()) -> None:
     """Both of a run's models, named ``model`` and ``classifier``."""
     requirements = pip_requirements()
-    log_keras_model(model, classes, img_size, requirements)
-    log_classifier(model, classes, img_size, requirements)
+    log_keras_model(model, classes, img_size, requirements, calibration)
+    log_classifier(model, classes, img_size, requirements, calibration)

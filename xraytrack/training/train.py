@@ -18,7 +18,7 @@ from xraytrack.evaluation import metrics, test_split
 from xraytrack.explain import audit, lungs
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 from xraytrack.tracking import model_logging, runs
-from xraytrack.training import balancing, fitting
+from xraytrack.training import balancing, calibrate, fitting
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
@@ -83,9 +83,11 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
     log_data(data)
     fitting.fit(model, data, cfg)
     scores, probs = test_split.evaluate_and_log(model, data, cfg.batch_size)
+    calibration = calibrate.calibrate(model, data, cfg.batch_size)
+    calibrate.log_calibration(calibration, data.labels("test"), probs, data.classes)
     if cfg.audit:
         audit_test_split(model, data, probs, cfg.batch_size)
-    model_logging.log_models(model, data.classes, cfg.img_size)
+    model_logging.log_models(model, data.classes, cfg.img_size, calibration)
     fitting.discard_checkpoints(cfg)
     print("Test: " + ", ".join(f"{k}={scores['test_' + k]:.4f}" for k in metrics.HEADLINE
                                if f"test_{k}" in scores))
