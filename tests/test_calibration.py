@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from xraytrack.evaluation import bootstrap, operating_points
-from xraytrack.evaluation.calibration import (apply_temperature, expected_calibration_error,
-                                              fit_temperature)
+from xraytrack.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
 
 CLASSES = ("COVID", "Normal", "Viral Pneumonia")
 
