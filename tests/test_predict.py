@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from xraytrack.cli import main
+from xraytrack.evaluation.calibration import apply_temperature
 from xraytrack.serving.classifier import request_frame
 from xraytrack.tracking.model_logging import CLASSIFIER
 from xraytrack.tracking.registry import logged_model_uri
@@ -46,8 +47,10 @@ def test_served_preprocessing_matches_training(trained):
         experiment_ids=[mlflow.get_run(trained["run_id"]).info.experiment_id], output_format="list")
     trained_path = mlflow.pyfunc.load_model(keras_flavour.model_uri).predict(
         cache.pixels[rows][..., None].astype(np.float32))
+    # the served classifier applies the run's temperature; the Keras flavour gives raw outputs
+    temperature = mlflow.get_run(trained["run_id"]).data.metrics["temperature"]
     assert served[["COVID", "Normal", "Viral Pneumonia"]].to_numpy() == pytest.approx(
-        np.asarray(trained_path), abs=1e-5)
+        apply_temperature(np.asarray(trained_path), temperature), abs=1e-5)
 
 
 def test_malformed_requests_raise_invalid_parameter_value(trained):
@@ -88,4 +91,10 @@ def test_a_classifier_logged_by_xraytrack_0_1_still_loads_and_predicts(trained, 
     request = request_frame([f.read_bytes() for f in files])
     then = mlflow.pyfunc.load_model(old.model_uri).predict(request)
     now = mlflow.pyfunc.load_model(_classifier_uri(trained["run_id"])).predict(request)
-    pd.testing.assert_frame_equal(then, now)
+    assert list(then["label"]) == list(now["label"])  # the same decisions
+    # an 0.1 model has no temperature: it still answers the network's own probabilities
+    from xraytrack.data.images import load_grayscale, resize
+
+    pixels = np.stack([resize(load_grayscale(f), trained_model.img_size) for f in files])
+    raw = trained_model.model.predict(pixels[..., None].astype("float32"), verbose=0)
+    np.testing.assert_allclose(then[trained_model.classes].to_numpy(), raw, atol=1e-6)

@@ -50,15 +50,43 @@ def parse_hp(items: tuple[str, ...]) -> dict:
     return out
 
 
+def _store_error(exc: Exception) -> str:
+    """One line for a tracking store that refused or went away, its password never shown."""
+    import mlflow
+
+    from xraytrack.tracking.store import redact, redact_text
+
+    text = redact_text(str(getattr(exc, "message", exc)).strip().splitlines()[0])
+    lost = any(w in str(exc) for w in ("Max retries", "Connection", "connect", "timed out"))
+    hint = (" Whatever finished training is kept in its checkpoint: re-run the same command once "
+            "the store is back to resume." if lost else "")
+    return f"tracking store {redact(mlflow.get_tracking_uri())}: {text}.{hint}"
+
+
+LOCAL_COMMANDS = {"data_summary"}  # commands that never talk to the tracking store
+
+
 def friendly_errors(fn):
-    """Input problems become one line on stderr; Ctrl-C says how to resume."""
+    """Input problems become one line on stderr; Ctrl-C says how to resume; a tracking store
+    that is down is found in seconds, before any work, and one that goes away mid-run ends the
+    command with one line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
+        from requests.exceptions import RequestException
+
+        from xraytrack.tracking import store
+
         try:
+            if fn.__name__ not in LOCAL_COMMANDS:
+                store.limit_retries()
+                store.check_reachable()
             return fn(*args, **kwargs)
         except XrayTrackError as exc:
             raise click.ClickException(str(exc)) from None
+        except (MlflowException, RequestException) as exc:
+            raise click.ClickException(_store_error(exc)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted; the MLflow run is marked KILLED. Re-run the same command "
                        "to resume from the last finished epoch.", err=True)
@@ -148,19 +176,44 @@ def data():
 @click.option("--cache-dir", type=STR)
 @friendly_errors
 def data_summary(data_dir, classes, img_size, seed, cache_dir):
-    """Per-class and per-split counts, near-duplicate groups and unreadable files."""
+    """Per-class counts, near-duplicate groups, unreadable files and the split it would get."""
     from xraytrack.config import TrainConfig
-    from xraytrack.data.index import index_dataset
-    from xraytrack.data.prepare import prepare, summarize
+    from xraytrack.data.index import index_dataset, skipped_folders
+    from xraytrack.data.prepare import PreparedData, describe, read_images, summarize
+    from xraytrack.data.split import make_split
 
     index = index_dataset(data_dir, split_list(classes), seed=seed)
     click.echo(f"Indexed {len(index.paths)} images in {len(index.classes)} classes under {index.root}")
+    for name, why in skipped_folders(index.root):
+        click.echo(f"  not a class: {name}/ ({why})")
     d = TrainConfig(architecture="")
-    prepared = prepare(index, img_size, d.val_fraction, d.test_fraction, seed, d.dedup_distance,
-                       cache_dir)
-    click.echo(summarize(prepared))
-    for s in prepared.skipped:
+    found = read_images(index, img_size, d.dedup_distance, cache_dir)
+    try:
+        split = make_split(found.index, found.groups, d.val_fraction, d.test_fraction, seed)
+    except XrayTrackError as exc:  # a summary needs no split: say so as a note
+        click.echo(describe(found))
+        click.echo(f"Note: {exc}; training needs more images.")
+    else:
+        click.echo(summarize(PreparedData(split, found.pixels, found.rows, found.skipped)))
+    for s in found.skipped:
         click.echo(f"  skipped {s['path']}: {s['reason']}")
+
+
+@main.group("runs")
+def runs_group():
+    """Look after the runs in the tracking store."""
+
+
+@runs_group.command("cleanup")
+@click.option("--experiment", required=True, help="MLflow experiment to look through.")
+@friendly_errors
+def runs_cleanup(experiment):
+    """Mark KILLED the RUNNING runs whose process is gone (killed with SIGKILL, out of memory, a
+    pre-empted node); prints what it changed and what it left alone."""
+    from xraytrack.tracking.runs import cleanup
+
+    for line in cleanup(experiment):
+        click.echo(line)
 
 
 @main.command()
@@ -187,12 +240,13 @@ def register(experiment, metric, name, mode, alias):
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @friendly_errors
 def predict(model_uri, paths, out, batch_size):
-    """Classify image files and folders (recursively), e.g. with models:/xraytrack-cxr@champion."""
-    from xraytrack.serving.predict import predict_files
+    """Classify image files and folders (recursively), e.g. with models:/xraytrack-cxr@champion.
 
-    frame, skipped = predict_files(model_uri, list(paths), batch_size)
-    frame.to_csv(out, index=False)
-    click.echo(f"Wrote {len(frame)} predictions to {out}")
+    Rows are written as they are predicted: an interrupted run keeps what it had done."""
+    from xraytrack.serving.predict import predict_to_csv
+
+    written, skipped = predict_to_csv(model_uri, list(paths), out, batch_size)
+    click.echo(f"Wrote {written} predictions to {out}")
     for path, reason in skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)
 

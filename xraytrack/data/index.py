@@ -7,6 +7,7 @@ Flat layout:    <data_dir>/<Class>/*.png
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,43 @@ class DatasetIndex:
         )
 
 
+def printable(path) -> str:
+    """A path as text that any terminal or CSV takes: bytes that are not UTF-8 shown escaped."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def unusable(path: Path) -> str | None:
+    """Why a file with an image extension cannot be used, or None when it can."""
+    if path.is_symlink() and not path.exists():
+        return "a symbolic link to nothing"
+    if path.is_dir():
+        return "a folder, not a file"
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (rename it)"
+    return None
+
+
+def image_files(candidates) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The candidates with an image extension that can be read, sorted, and the others with why."""
+    found, skipped = [], []
+    for p in sorted(candidates):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        why = unusable(p)
+        if why is None:
+            found.append(p)
+        else:
+            skipped.append((printable(p), why))
+    return found, skipped
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    found, skipped = image_files(folder.iterdir())
+    for path, why in skipped:
+        log.warning("skipping %s: %s", path, why)
+    return found
 
 
 def class_images(class_dir: Path) -> list[Path]:
@@ -54,19 +88,32 @@ def class_images(class_dir: Path) -> list[Path]:
     return _image_files(class_dir)
 
 
+def _folder_verdicts(root: Path) -> list[tuple[str, str | None]]:
+    """(folder name, why it is not a class or None) for every sub-folder, in sorted order."""
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name.lower() in NON_IMAGE_FOLDERS:
+            out.append((d.name, "a masks folder is not a class of X-rays"))
+        elif class_images(d):
+            out.append((d.name, None))
+        else:
+            out.append((d.name, "no images in it (or in its images/ folder)"))
+    return out
+
+
+def skipped_folders(root: Path) -> list[tuple[str, str]]:
+    """Sub-folders that are not classes, with the reason: an empty class folder, say."""
+    return [(name, why) for name, why in _folder_verdicts(Path(root)) if why]
+
+
 def discover_classes(root: Path, warn: bool = True) -> list[str]:
     """Class folders under ``root`` in sorted order, so label ids never depend on the file system."""
     found = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if d.name.lower() in NON_IMAGE_FOLDERS:
-            reason = "a masks folder is not a class of X-rays"
-        elif class_images(d):
-            found.append(d.name)
-            continue
-        else:
-            reason = "no images in it (or in its images/ folder)"
-        if warn:
-            log.warning("skipping %s: %s", d, reason)
+    for name, why in _folder_verdicts(root):
+        if why is None:
+            found.append(name)
+        elif warn:
+            log.warning("skipping %s: %s", root / name, why)
     return found
 
 

@@ -56,19 +56,53 @@ class PreparedData:
         return buf.getvalue()
 
 
-def prepare(index: DatasetIndex, img_size: int, val_fraction: float, test_fraction: float,
-            seed: int, dedup_distance: int, cache_dir: str | None = None) -> PreparedData:
+@dataclass(frozen=True)
+class Readable:
+    """The indexed images that decode, their cache rows, near-duplicate groups and skips."""
+
+    index: DatasetIndex
+    pixels: np.ndarray
+    rows: np.ndarray
+    groups: np.ndarray
+    skipped: list[dict]
+
+
+def read_images(index: DatasetIndex, img_size: int, dedup_distance: int,
+                cache_dir: str | None = None) -> Readable:
+    """Decode (once, into the cache) and group near-duplicates: everything before a split."""
     cache = load_or_build(index, img_size, cache_dir)
-    readable = cache.readable
     skipped = [
         {"path": index.paths[i], "class": index.classes[index.labels[i]], "reason": reason}
         for i, reason in sorted(cache.errors.items())
     ]
-    rows = np.flatnonzero(readable)
-    usable = index.subset(rows)
+    rows = np.flatnonzero(cache.readable)
     groups = dedup.group_near_duplicates(cache.hashes[rows], dedup_distance)
-    split = make_split(usable, groups, val_fraction, test_fraction, seed)
-    return PreparedData(split=split, pixels=cache.pixels, rows=rows, skipped=skipped)
+    return Readable(index.subset(rows), cache.pixels, rows, groups, skipped)
+
+
+def prepare(index: DatasetIndex, img_size: int, val_fraction: float, test_fraction: float,
+            seed: int, dedup_distance: int, cache_dir: str | None = None) -> PreparedData:
+    found = read_images(index, img_size, dedup_distance, cache_dir)
+    split = make_split(found.index, found.groups, val_fraction, test_fraction, seed)
+    return PreparedData(split=split, pixels=found.pixels, rows=found.rows, skipped=found.skipped)
+
+
+def describe(found: Readable) -> str:
+    """Counts per class, duplicate groups and skipped files: a summary that needs no split."""
+    counts = found.index.counts()
+    width = max(len(c) for c in counts) + 2
+    lines = [f"{'class':<{width}}{'images':>8}"]
+    lines += [f"{c:<{width}}{n:>8}" for c, n in counts.items()]
+    lines.append(_duplicates_line(found.groups))
+    lines.append(f"skipped unreadable files: {len(found.skipped)}")
+    return "\n".join(lines)
+
+
+def _duplicates_line(groups: np.ndarray) -> str:
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, dtype=int)
+    dup = sizes[sizes > 1]
+    return (f"near-duplicate groups: {len(dup)} holding {int(dup.sum())} images "
+            f"(largest {int(dup.max()) if len(dup) else 0}); kept within one split")
 
 
 def summarize(data: PreparedData) -> str:
@@ -79,9 +113,6 @@ def summarize(data: PreparedData) -> str:
     for c in data.classes:
         row = [counts[s][c] for s in ("train", "val", "test")]
         lines.append(f"{c:<{width}}" + "".join(f"{n:>8}" for n in row) + f"{sum(row):>8}")
-    sizes = np.bincount(data.split.groups)
-    dup = sizes[sizes > 1]
-    lines.append(f"near-duplicate groups: {len(dup)} holding {int(dup.sum())} images "
-                 f"(largest {int(dup.max()) if len(dup) else 0}); kept within one split")
+    lines.append(_duplicates_line(data.split.groups))
     lines.append(f"skipped unreadable files: {len(data.skipped)}")
     return "\n".join(lines)

@@ -52,6 +52,10 @@ class CachedImages(keras.utils.PyDataset):
         y = keras.utils.to_categorical(self.labels[positions], self.num_classes)
         return x[..., None].astype("float32"), y
 
-    def on_epoch_end(self):
-        self.epoch += 1
+    def start_at_epoch(self, epoch: int) -> None:
+        """A resumed run continues with epoch ``epoch``'s order, not epoch 0's again."""
+        self.epoch = epoch
         self._order = self._epoch_order()
+
+    def on_epoch_end(self):
+        self.start_at_epoch(self.epoch + 1)

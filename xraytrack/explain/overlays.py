@@ -22,7 +22,8 @@ def explain_images(ref: str, paths: list[str], out_dir: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in find_images(paths):
+    files, _ = find_images(paths)  # skips are logged there
+    for f in files:
         try:
             img = resize(load_grayscale(f), trained.img_size)
         except DECODE_ERRORS as exc:

@@ -39,8 +39,11 @@ def _bad_request(message: str) -> MlflowException:
 
 
 def decode_request_row(row: int, value, img_size: int) -> np.ndarray:
-    if not isinstance(value, (str, bytes)) or len(value) == 0:
+    if value is None or (isinstance(value, (str, bytes)) and len(value) == 0):
         raise _bad_request(f"row {row}: '{COLUMN}' is empty; send a base64-encoded PNG or JPEG")
+    if not isinstance(value, (str, bytes)):
+        raise _bad_request(f"row {row}: '{COLUMN}' must be a base64 string of a PNG, JPEG or "
+                           f"DICOM file; got {type(value).__name__} {str(value)[:40]!r}")
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -48,7 +51,7 @@ def decode_request_row(row: int, value, img_size: int) -> np.ndarray:
     try:
         return decode_bytes(data, img_size)
     except DECODE_ERRORS as exc:
-        raise _bad_request(f"row {row}: not a readable PNG/JPEG image ({exc})") from None
+        raise _bad_request(f"row {row}: not a readable PNG/JPEG/DICOM image ({exc})") from None
 
 
 class XrayClassifier(mlflow.pyfunc.PythonModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -10,33 +12,37 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from xraytrack.data.images import DECODE_ERRORS, IMAGE_EXTENSIONS, load_grayscale, resize
-from xraytrack.data.index import NON_IMAGE_FOLDERS
+from xraytrack.data.images import DECODE_ERRORS, load_grayscale, resize
+from xraytrack.data.index import NON_IMAGE_FOLDERS, image_files, printable
 from xraytrack.errors import XrayTrackError
 
 log = logging.getLogger(__name__)
 
 
-def find_images(paths: list[str]) -> list[Path]:
-    """Files as given, and the image files under folders, recursively, in sorted order.
+def find_images(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files as given, and the image files under folders, recursively, in sorted order; and the
+    files skipped on the way with the reason (a dangling link, a folder named ``x.png``, a name
+    that is not UTF-8).
 
     Inside folders, lung masks (``masks/`` as in the Kaggle layout) are not X-rays and are left out.
     """
-    found = []
+    found, skipped = [], []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(
+            files, skips = image_files(
                 f for f in p.rglob("*")
-                if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
-                and not NON_IMAGE_FOLDERS.intersection(d.lower() for d in f.relative_to(p).parts[:-1])
-            )
+                if not NON_IMAGE_FOLDERS.intersection(d.lower() for d in f.relative_to(p).parts[:-1]))
+            found += files
+            skipped += skips
         elif p.is_file():
             found.append(p)
         else:
-            raise XrayTrackError(f"{p} does not exist")
+            raise XrayTrackError(f"{printable(p)} does not exist")
+    for path, why in skipped:
+        log.warning("skipping %s: %s", path, why)
     if not found:
-        raise XrayTrackError(f"no images found in {', '.join(paths)}")
-    return found
+        raise XrayTrackError(f"no images (PNG, JPEG, DICOM) found in {', '.join(paths)}")
+    return found, skipped
 
 
 def load_classifier(model_uri: str):
@@ -46,29 +52,36 @@ def load_classifier(model_uri: str):
         raise XrayTrackError(f"cannot load {model_uri}: {exc.message.splitlines()[0]}") from None
 
 
-def predict_files(model_uri: str, paths: list[str], batch_size: int = 32):
-    """Returns (predictions, skipped): unreadable files are reported, never fatal."""
-    classifier = load_classifier(model_uri)
-    files = find_images(paths)
-    rows, skipped, frames = [], [], []
+def predict_batches(classifier, files: list[Path], batch_size: int,
+                    skipped: list) -> Iterator[pd.DataFrame]:
+    """Predictions batch by batch, with a progress bar; unreadable files go to ``skipped``."""
     bar = keras.utils.Progbar(len(files), unit_name="image")
-
-    def flush(batch):
-        if batch:
-            out = classifier.predict_pixels(np.stack([px for _, px in batch]))
-            out.insert(0, "path", [str(f) for f, _ in batch])
-            frames.append(out)
-
+    rows = []
     for i, f in enumerate(files, 1):
         try:
             rows.append((f, resize(load_grayscale(f), classifier.img_size)))
         except DECODE_ERRORS as exc:
-            log.warning("skipping %s: %s", f, exc)
-            skipped.append((str(f), f"{type(exc).__name__}: {exc}"))
-        if len(rows) == batch_size:
-            flush(rows)
+            log.warning("skipping %s: %s", printable(f), exc)
+            skipped.append((printable(f), f"{type(exc).__name__}: {exc}"))
+        if rows and (len(rows) == batch_size or i == len(files)):
+            out = classifier.predict_pixels(np.stack([px for _, px in rows]))
+            out.insert(0, "path", [printable(f) for f, _ in rows])
             rows = []
+            yield out
         bar.update(i)
-    flush(rows)
-    columns = ["path", "label", *classifier.classes]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), skipped
+
+
+def predict_to_csv(model_uri: str, paths: list[str], out: str | Path,
+                   batch_size: int = 32) -> tuple[int, list[tuple[str, str]]]:
+    """Write predictions to ``out`` as they are made, so an interruption or a failure keeps
+    every row already predicted. Returns (rows written, skipped files with reasons)."""
+    classifier = load_classifier(model_uri)
+    files, skipped = find_images(paths)
+    written = 0
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["path", "label", *classifier.classes])
+        for frame in predict_batches(classifier, files, batch_size, skipped):
+            frame.to_csv(fh, header=False, index=False)
+            fh.flush()
+            written += len(frame)
+    return written, skipped

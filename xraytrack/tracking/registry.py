@@ -9,6 +9,7 @@ from mlflow.entities.model_registry import ModelVersion
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation.metrics import HEADLINE
 from xraytrack.tracking.model_logging import CLASSIFIER
+from xraytrack.tracking.store import redact
 
 
 def metric_mode(metric: str) -> str:
@@ -20,7 +21,7 @@ def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         known = ", ".join(repr(e.name) for e in mlflow.search_experiments()) or "none"
-        raise XrayTrackError(f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()} "
+        raise XrayTrackError(f"no experiment named {experiment!r} in {redact(mlflow.get_tracking_uri())} "
                              f"(experiments there: {known}); pass --experiment")
     mode = metric_mode(metric) if mode == "auto" else mode
     finished = mlflow.search_runs(

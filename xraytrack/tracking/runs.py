@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 
 import mlflow
+import psutil
 
 from xraytrack.tracking import sysinfo
+from xraytrack.tracking.store import redact_text
+
+log = logging.getLogger(__name__)
+
+# Who is running a run: a run whose process is gone (SIGKILL, OOM, a pre-empted node) can then be
+# told from one that is still training, and marked KILLED instead of staying RUNNING for good.
+HOST, PID, PID_STARTED = "xraytrack.host", "xraytrack.pid", "xraytrack.pid_started"
+ENDED_BY = "xraytrack.ended_by"
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -33,18 +44,80 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     run = mlflow.start_run(run_name=run_name, nested=nested, parent_run_id=parent_run_id,
                            log_system_metrics=not child)
     try:
+        mlflow.set_tags(process_tags())
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        _end("KILLED")
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        _end("FAILED")
         raise
     else:
         mlflow.end_run("FINISHED")
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _end(status: str) -> None:
+    """End the active run; if the store itself is what failed, say so and let the original
+    error through (the next run of the same command marks this one KILLED)."""
+    try:
+        mlflow.end_run(status)
+    except Exception as exc:  # the store is gone: MLflow's and requests' errors alike
+        log.warning("could not mark the run %s in the tracking store: %s", status,
+                    redact_text(str(exc).splitlines()[0]))  # MLflow has already let go of it
+
+
+def process_tags() -> dict[str, str]:
+    me = psutil.Process()
+    return {HOST: socket.gethostname(), PID: str(me.pid), PID_STARTED: f"{me.create_time():.2f}"}
+
+
+def process_gone(run) -> bool | None:
+    """True when the run's process has ended; None when that cannot be told from here (another
+    host, or a run logged without process tags)."""
+    tags = run.data.tags
+    if PID not in tags or tags.get(HOST) != socket.gethostname():
+        return None
+    try:
+        proc = psutil.Process(int(tags[PID]))
+        return f"{proc.create_time():.2f}" != tags.get(PID_STARTED)  # the pid was reused
+    except psutil.NoSuchProcess:
+        return True
+
+
+def end_if_gone(run, reason: str) -> bool:
+    """Mark a RUNNING run whose process is gone KILLED, saying why; True if it did."""
+    if run.info.status != "RUNNING" or not process_gone(run):
+        return False
+    client = mlflow.MlflowClient()
+    client.set_tag(run.info.run_id, ENDED_BY, reason)
+    client.set_terminated(run.info.run_id, "KILLED")
+    return True
+
+
+def cleanup(experiment: str) -> list[str]:
+    """End every RUNNING run of ``experiment`` whose process is gone; one line per run."""
+    from xraytrack.errors import XrayTrackError
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise XrayTrackError(f"no experiment named {experiment!r}")
+    running = mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                 output_format="list")
+    lines = []
+    for run in running:
+        tags, rid = run.data.tags, run.info.run_id
+        where = f"pid {tags.get(PID, '?')} on {tags.get(HOST, '?')}"
+        if end_if_gone(run, "its process ended without closing it; found by xraytrack runs cleanup"):
+            lines.append(f"marked KILLED: run {rid} ({where}: process gone)")
+        elif process_gone(run) is None:
+            lines.append(f"left RUNNING: run {rid} (no process recorded on this host; "
+                         "check it where it was started)")
+        else:
+            lines.append(f"left RUNNING: run {rid} ({where} is still running)")
+    return lines or [f"no RUNNING run in experiment {experiment!r}"]
 
 
 @contextmanager

@@ -10,25 +10,41 @@ learning curves are whole.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import mlflow
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 
 from xraytrack.config import TrainConfig
 from xraytrack.data.cache import default_cache_dir
 from xraytrack.data.prepare import PreparedData
+from xraytrack.errors import XrayTrackError
+from xraytrack.tracking import runs
+from xraytrack.tracking.store import redact
 from xraytrack.training import balancing
 
 log = logging.getLogger(__name__)
 
+FITTED = "fitted.weights.h5"
+
 
 class EpochMetrics(mlflow.keras.MlflowCallback):
-    """MLflow's Keras callback minus its step-less ``validation_*`` copies of the val_ metrics."""
+    """MLflow's Keras callback minus its step-less ``validation_*`` copies of the val_ metrics,
+    logging each epoch synchronously: a process killed right after an epoch has its metrics in
+    the store, so the run that resumes it copies whole curves."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs:
+            mlflow.log_metrics(logs, step=epoch, synchronous=True)
 
     def on_test_end(self, logs=None):
         pass
@@ -45,7 +61,7 @@ def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
     run_id = mlflow.active_run().info.run_id
     copied: dict[str, list[float]] = {}
     for key in client.get_run(previous_run).data.metrics:
-        if key.startswith(("system/", "test_")):
+        if key.startswith(("system/", "test_", "audit_", "temperature")):
             continue
         history = [m for m in client.get_metric_history(previous_run, key) if m.step <= upto_epoch]
         client.log_batch(run_id, metrics=[Metric(key, m.value, m.timestamp, m.step) for m in history])
@@ -53,22 +69,68 @@ def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
     return copied
 
 
-def _resume(ckpt: Path, cfg: TrainConfig) -> float | None:
-    """Continue an interrupted run's history; returns the best monitored value so far."""
-    state_file, meta_file = ckpt / "state.json", ckpt / "backup" / "training_metadata.json"
-    previous = json.loads(state_file.read_text())["run_id"] if state_file.exists() else None
+@dataclass
+class Resume:
+    """Where an earlier, interrupted run of the same command left off."""
+
+    previous: str | None = None  # its run id
+    epochs_done: int = 0  # finished epochs: the training order continues from there
+    best: float | None = None  # best monitored value so far, for the best-epoch checkpoint
+    fitted: bool = False  # it had finished training: only evaluation and logging are left
+
+
+def _read_state(ckpt: Path) -> dict:
+    state_file = ckpt / "state.json"
+    return json.loads(state_file.read_text()) if state_file.exists() else {}
+
+
+def _start_afresh(ckpt: Path, why: str) -> None:
+    print(f"Note: {why}; starting afresh (the checkpoint in {ckpt} is discarded).")
+    for item in ckpt.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+
+def _previous_run(ckpt: Path, state: dict, run_id: str) -> str | None:
+    """The interrupted run to continue, if it belongs to this store and still exists; a
+    predecessor left RUNNING by a killed process is marked KILLED on the way."""
+    previous, store = state.get("run_id"), redact(mlflow.get_tracking_uri())
+    if not previous or previous == run_id:
+        return previous
+    if state.get("store", store) != store:
+        _start_afresh(ckpt, f"the checkpoint belongs to run {previous} of another tracking "
+                            f"store ({state['store']})")
+        return None
+    try:
+        run = mlflow.MlflowClient().get_run(previous)
+    except MlflowException:
+        _start_afresh(ckpt, f"run {previous} of the checkpoint is not in {store}")
+        return None
+    if runs.end_if_gone(run, f"its process ended without closing it; found by run {run_id}, "
+                             "which resumed it"):
+        print(f"Marked run {previous} KILLED: its process is gone.")
+    return previous
+
+
+def _resume(ckpt: Path, cfg: TrainConfig) -> Resume:
+    """Continue an interrupted run's history in the active run."""
     run_id = mlflow.active_run().info.run_id
-    state_file.write_text(json.dumps({"run_id": run_id}))
-    if not (previous and meta_file.exists()):
-        return None
-    epoch = json.loads(meta_file.read_text())["epoch"]
-    print(f"Resuming from epoch {epoch + 1} of interrupted run {previous} ({ckpt})")
+    state = _read_state(ckpt)
+    previous = _previous_run(ckpt, state, run_id)
+    state = _read_state(ckpt) if previous else {}
+    meta_file = ckpt / "backup" / "training_metadata.json"
+    (ckpt / "state.json").write_text(json.dumps(
+        {**state, "run_id": run_id, "store": redact(mlflow.get_tracking_uri())}))
+    fitted = bool(state.get("fitted")) and (ckpt / FITTED).exists()
+    if not previous or not (fitted or meta_file.exists()):
+        return Resume()
+    done = int(state["epochs"]) if fitted else json.loads(meta_file.read_text())["epoch"]
+    print(f"Resuming interrupted run {previous} ({ckpt}): " +
+          ("training had finished; evaluating" if fitted else f"from epoch {done + 1}"))
     mlflow.set_tag("xraytrack.resumed_from", previous)
-    history = _copy_history(previous, epoch) if previous != run_id else {}
+    history = _copy_history(previous, done - 1) if previous != run_id else {}
     seen = history.get(cfg.monitor)
-    if not seen:
-        return None
-    return min(seen) if cfg.monitor_mode == "min" else max(seen)
+    best = (min(seen) if cfg.monitor_mode == "min" else max(seen)) if seen else None
+    return Resume(previous, done, best, fitted)
 
 
 def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
@@ -87,6 +149,9 @@ def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
         ))
     return dict(
         x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn),
+        # The sequence shuffles itself, seeded by (seed, epoch); Keras' own shuffle of the batch
+        # order would draw from Python's global random state, which a resumed run cannot replay.
+        shuffle=False,
         validation_data=data.sequence("val", cfg.batch_size),
         epochs=cfg.epochs,
         class_weight=class_weight,
@@ -101,26 +166,66 @@ def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model
     resume from and the best epoch's weights."""
     ckpt = checkpoint_dir(cfg)
     ckpt.mkdir(parents=True, exist_ok=True)
-    best_so_far = _resume(ckpt, cfg)
+    resume = _resume(ckpt, cfg)
+    if resume.fitted:
+        model.load_weights(str(ckpt / FITTED))
+        return model
     best_file = ckpt / "best.weights.h5"
     args = fit_arguments(cfg, data)
+    args["x"].start_at_epoch(resume.epochs_done)  # the order an uninterrupted run would see
+    epoch_metrics, *stopping = args["callbacks"]
     args["callbacks"] = [
+        epoch_metrics,  # first: an epoch's metrics are stored before its backup says it is done
         keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
-            save_weights_only=True, initial_value_threshold=best_so_far,
+            save_weights_only=True, initial_value_threshold=resume.best,
         ),
-        *args["callbacks"],
+        *stopping,
     ]
     if args["class_weight"] is not None:
         mlflow.log_dict({data.classes[c]: w for c, w in args["class_weight"].items()},
                         "class_weight.json")
-    model.fit(**args)
+    history = model.fit(**args)
     if best_file.exists():
         model.load_weights(str(best_file))
     else:
         log.warning("no epoch improved %s; keeping the last weights", cfg.monitor)
+    _mark_fitted(model, ckpt, resume.epochs_done + len(history.epoch))
     return model
+
+
+def _mark_fitted(model: keras.Model, ckpt: Path, epochs: int) -> None:
+    """Keep the trained weights until the run is fully logged: if the store goes away while
+    evaluating or logging, re-running the command evaluates them instead of training again."""
+    model.save_weights(str(ckpt / FITTED))
+    state = _read_state(ckpt)
+    (ckpt / "state.json").write_text(json.dumps({**state, "fitted": True, "epochs": epochs}))
+
+
+@contextmanager
+def exclusive(cfg: TrainConfig):
+    """One process at a time per checkpoint: a second run of the same command is refused with
+    one line naming the first, instead of both writing the same files."""
+    ckpt = checkpoint_dir(cfg)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    with open(ckpt / "lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown"
+            run_id = _read_state(ckpt).get("run_id", "not started yet")
+            raise XrayTrackError(
+                f"the same training is already running (pid {owner}, MLflow run {run_id}); wait "
+                f"for it to end or stop it, then re-run to resume ({ckpt})") from None
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def discard_checkpoints(cfg: TrainConfig) -> None:

@@ -103,7 +103,8 @@ def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = Non
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
     model = seeded_model(cfg, hp)
-    with runs.tracked_run(cfg.experiment, cfg.run_name, nested=nested) as run:
+    with fitting.exclusive(cfg), runs.tracked_run(cfg.experiment, cfg.run_name,
+                                                  nested=nested) as run:
         mlflow.set_tags(tags or {})
         train_and_log(cfg, load_data(cfg, index), model, hp)
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
