@@ -38,3 +38,23 @@ def only_run(experiment: str = "tests"):
 
 def artifact_names(run_id: str) -> set[str]:
     return {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+
+
+def interrupted_run(cfg: TrainConfig, after_epoch: int) -> None:
+    """Train ``cfg`` as Ctrl-C would stop it, right after epoch ``after_epoch`` (0-based)."""
+    import pytest
+
+    from xraytrack.training import fitting
+    from xraytrack.training.train import run_training
+
+    original = fitting.EpochMetrics.on_epoch_end
+
+    def interrupt(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == after_epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fitting.EpochMetrics, "on_epoch_end", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg)

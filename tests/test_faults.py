@@ -18,7 +18,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 from conftest import class_image, make_dataset
-from helpers import quick_config
+from helpers import interrupted_run, quick_config
 from PIL import Image
 from servers import mlflow_server, venv_env
 
@@ -129,17 +129,7 @@ def test_resumed_equals_uninterrupted(dataset, tmp_path, monkeypatch):
     """Same order, same weights: a run interrupted in epoch 2 and resumed scores exactly as one
     that never stopped."""
     cfg = quick_config(dataset, epochs=4, audit=False)
-    original = fitting.EpochMetrics.on_epoch_end
-
-    def interrupt_after_second_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", interrupt_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg)
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", original)
+    interrupted_run(cfg, after_epoch=1)
     resumed_id = run_training(cfg)
     resumed = mlflow.get_run(resumed_id).data.metrics
     monkeypatch.setenv("XRAYTRACK_CACHE_DIR", str(tmp_path / "other-cache"))
@@ -156,17 +146,7 @@ def test_resumed_equals_uninterrupted(dataset, tmp_path, monkeypatch):
 def test_resuming_against_another_store_starts_afresh_with_a_note(dataset, tmp_path, monkeypatch,
                                                                  capsys):
     cfg = quick_config(dataset, epochs=3, audit=False)
-    original = fitting.EpochMetrics.on_epoch_end
-
-    def interrupt(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg)
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", original)
+    interrupted_run(cfg, after_epoch=0)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
     run = mlflow.get_run(run_training(cfg))
     assert "another tracking store" in capsys.readouterr().out

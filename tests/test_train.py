@@ -5,7 +5,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from helpers import artifact_names, only_run, quick_config
+from helpers import artifact_names, interrupted_run, only_run, quick_config
 
 from xraytrack.evaluation import test_split
 from xraytrack.models import hyperparameters
@@ -59,21 +59,11 @@ def test_a_run_logs_params_metrics_artifacts_dataset_and_a_loadable_model(datase
 
 def test_an_interrupted_run_is_killed_and_the_same_command_resumes(dataset, monkeypatch):
     cfg = quick_config(dataset, epochs=4)
-    original = fitting.EpochMetrics.on_epoch_end
-
-    def interrupt_after_second_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", interrupt_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg)
+    interrupted_run(cfg, after_epoch=1)
     killed = only_run()
     assert killed.info.status == "KILLED"
     assert fitting.checkpoint_dir(resolve(cfg)[0]).exists()
 
-    monkeypatch.setattr(fitting.EpochMetrics, "on_epoch_end", original)
     run_id = run_training(cfg)
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
