@@ -9,19 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from xraytrack.evaluation import bootstrap
 from xraytrack.evaluation.metrics import metric_name, scores
-
-
-def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """Shared by every strategy, so their intervals come from the same resampled test sets."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def compare(predictions: dict[str, tuple[np.ndarray, np.ndarray]], classes: tuple[str, ...],
             n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per strategy: each metric with its 2.5% and 97.5% bootstrap percentiles."""
     n = len(next(iter(predictions.values()))[0])
-    boots = bootstrap_indices(n, n_boot, seed)
+    boots = bootstrap.resamples(n, n_boot, seed)  # shared: paired intervals across strategies
     rows = []
     for strategy, (y, probs) in predictions.items():
         if len(y) != n:

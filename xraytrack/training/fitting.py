@@ -87,6 +87,8 @@ def _read_state(ckpt: Path) -> dict:
 def _start_afresh(ckpt: Path, why: str) -> None:
     print(f"Note: {why}; starting afresh (the checkpoint in {ckpt} is discarded).")
     for item in ckpt.iterdir():
+        if item.name == "lock":  # held by this process (see ``exclusive``)
+            continue
         shutil.rmtree(item) if item.is_dir() else item.unlink()
 
 
