@@ -25,9 +25,10 @@ def venv_env(**extra) -> dict:
 
 
 @contextmanager
-def mlflow_server(args: list[str], health: str, timeout: float = 180, log_dir: Path | None = None):
+def mlflow_server(args: list[str], health: str, timeout: float = 180, log_dir: Path | None = None,
+                  port: int | None = None):
     """Run ``python -m mlflow <args>`` until ``health`` answers 200; yield its base URL."""
-    port = free_port()
+    port = port or free_port()
     log = open((log_dir or Path.cwd()) / f"server-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args, "--port", str(port)],
                             env=venv_env(), stdout=log, stderr=subprocess.STDOUT,

@@ -86,7 +86,15 @@ def friendly_errors(fn):
         except XrayTrackError as exc:
             raise click.ClickException(str(exc)) from None
         except (MlflowException, RequestException) as exc:
-            raise click.ClickException(_store_error(exc)) from None
+            message = _store_error(exc)
+            if "re-run the same command" not in message:
+                raise click.ClickException(message) from None
+            # The store is gone: MLflow's exit hooks and its system-metrics thread would retry it
+            # forever. Nothing is left to save (the checkpoint is on disk), so leave at once.
+            click.echo(f"Error: {message}", err=True)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
         except KeyboardInterrupt:
             click.echo("\nInterrupted; the MLflow run is marked KILLED. Re-run the same command "
                        "to resume from the last finished epoch.", err=True)
@@ -130,8 +138,9 @@ def main(verbose: bool):
     """Train, evaluate and track chest X-ray classifiers with Keras 3 and MLflow."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "absl"):
+    for noisy in ("mlflow", "alembic", "matplotlib", "PIL", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry of a dead store
 
 
 @main.command()
