@@ -23,6 +23,7 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import KFold
 
     class GivenProbabilities(ClassifierMixin, BaseEstimator):
         """A 'classifier' whose input already is its predicted probabilities."""
@@ -40,8 +41,10 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
         def predict(self, X):
             return np.asarray(X).argmax(axis=1)
 
+    # The frozen 'classifier' predicts the same on every fold; plain 2-fold splits only keep
+    # scikit-learn from asking for 5 images per class, which a small validation split lacks.
     calibrated = CalibratedClassifierCV(FrozenEstimator(GivenProbabilities(probs.shape[1])),
-                                        method="temperature")
+                                        method="temperature", cv=KFold(2))
     calibrated.fit(probs.astype(np.float64), y)
     beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
     return 1.0 / beta
