@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 
 import numpy as np
 from sklearn.metrics import (
@@ -56,6 +57,16 @@ def _ranking_scores(positive: np.ndarray, score: np.ndarray, key: str) -> dict[s
     return out
 
 
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``; a site without some model class (or a
+    bootstrap resample) makes sklearn warn about predictions of it on every call, so not here."""
+    if not len(y_true):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return balanced_accuracy_score(y_true, y_pred)
+
+
 def _per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """One class vs the rest, from scikit-learn's per-class confusion matrices: rows whose label
     is not a model class (-1) count as negatives of every class."""
@@ -92,8 +103,7 @@ def scores(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> d
     present = np.isin(np.arange(len(classes)), y_true[known])
     out = {
         "accuracy": accuracy_score(y_true[known], y_pred[known]) if known.any() else math.nan,
-        "balanced_accuracy": (balanced_accuracy_score(y_true[known], y_pred[known])
-                              if known.any() else math.nan),
+        "balanced_accuracy": _balanced_accuracy(y_true[known], y_pred[known]),
     }
     per_class = _per_class(y_true, y_pred, len(classes))
     for c, name in enumerate(classes):
