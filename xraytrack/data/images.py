@@ -13,12 +13,16 @@ their header, before decoding, so a small file that claims a huge size costs no 
 from __future__ import annotations
 
 import io
+import logging
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from xraytrack.data.dicom import DICOM_ERRORS, DICOM_EXTENSIONS, load_dicom, looks_like_dicom
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}) | DICOM_EXTENSIONS
 
@@ -104,3 +108,17 @@ def decode_bytes(data: bytes, size: int) -> np.ndarray:
     """Decode an encoded image held in memory (the serving path) to a resized grayscale array:
     PNG, JPEG or DICOM, as from a file."""
     return resize(load_grayscale(io.BytesIO(data)), size)
+
+
+def decode_files(root, paths, size: int):
+    """Decode and resize ``root / path`` for each path, outside the training cache (a run's test
+    split read back, an external site): (images, kept positions, skipped (path, reason))."""
+    images, kept, skipped = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            images.append(resize(load_grayscale(Path(root) / path), size))
+            kept.append(i)
+        except (*DECODE_ERRORS, FileNotFoundError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            skipped.append((path, f"{type(exc).__name__}: {exc}"))
+    return images, kept, skipped

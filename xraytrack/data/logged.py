@@ -7,18 +7,14 @@ data).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xraytrack.data.images import DECODE_ERRORS, load_grayscale, resize
+from xraytrack.data.images import decode_files
 from xraytrack.data.split import ARTIFACT, read_manifest
 from xraytrack.errors import XrayTrackError
-
-log = logging.getLogger(__name__)
-
 
 def read_logged_split(run_id: str) -> pd.DataFrame:
     """The manifest a training run logged (``Split.to_csv``, see ``training.train.log_data``)."""
@@ -33,13 +29,9 @@ def logged_test_images(run, data_dir: str | None, img_size: int, classes):
     if not root.is_dir():
         raise XrayTrackError(f"data_dir {root} not found; pass --data-dir")
     test = read_logged_split(run.info.run_id).query("split == 'test'")
-    images, labels, paths = [], [], []
-    for path, cls in zip(test["path"], test["class"]):
-        try:
-            images.append(resize(load_grayscale(root / path), img_size))
-        except (*DECODE_ERRORS, FileNotFoundError) as exc:
-            log.warning("skipping %s: %s", path, exc)
-            continue
-        labels.append(list(classes).index(cls))
-        paths.append(path)
-    return root, np.stack(images), np.asarray(labels), paths
+    images, kept, _ = decode_files(root, test["path"].tolist(), img_size)
+    if not images:
+        raise XrayTrackError(f"none of the run's test images is readable under {root}")
+    kept_rows = test.iloc[kept]
+    labels = [list(classes).index(cls) for cls in kept_rows["class"]]
+    return root, np.stack(images), np.asarray(labels), kept_rows["path"].tolist()

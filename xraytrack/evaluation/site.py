@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from xraytrack.data.images import DECODE_ERRORS, load_grayscale, resize
+from xraytrack.data.images import decode_files
 from xraytrack.data.labelled import LabelledFiles, read_labelled
 from xraytrack.data.logged import logged_test_images
 from xraytrack.errors import XrayTrackError
@@ -26,6 +26,8 @@ from xraytrack.evaluation.predictions import read_predictions
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
 from xraytrack.tracking.loading import TrainedModel, load_trained
+from xraytrack.tracking.model_logging import CLASSIFIER
+from xraytrack.tracking.registry import logged_model
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,7 @@ class SiteImages:
 
 def read_site(files: LabelledFiles, classes, img_size: int) -> SiteImages:
     """Decode every listed image; unreadable ones are logged skips, never fatal."""
-    images, keep, skipped = [], [], []
-    for i, path in enumerate(files.frame["path"]):
-        try:
-            images.append(resize(load_grayscale(files.root / path), img_size))
-            keep.append(i)
-        except (*DECODE_ERRORS, FileNotFoundError) as exc:
-            log.warning("skipping %s: %s", path, exc)
-            skipped.append((path, f"{type(exc).__name__}: {exc}"))
+    images, keep, skipped = decode_files(files.root, files.frame["path"], img_size)
     if not images:
         raise XrayTrackError(f"no readable image in {files.root}")
     frame = files.frame.iloc[keep].reset_index(drop=True)
@@ -119,20 +114,11 @@ def headline_sentence(internal: pd.DataFrame, site: pd.DataFrame, classes, name:
     return ("; ".join(parts) + ".") if parts else "No model class has positives and negatives here."
 
 
-def _site_name(files: LabelledFiles, source: str, site: str | None) -> str:
+def _site_name(files: LabelledFiles, site: str | None) -> str:
     if site:
         return site
     named = files.frame["site"].dropna().unique()
     return str(named[0]) if len(named) == 1 else files.root.name
-
-
-def _classifier_model_id(trained: TrainedModel) -> str | None:
-    """The logged classifier of the source run: evaluation metrics are linked to it."""
-    run = mlflow.get_run(trained.run_id)
-    found = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id], output_format="list",
-        filter_string=f"source_run_id = '{trained.run_id}' AND name = 'classifier'")
-    return found[0].model_id if found else None
 
 
 def _internal(trained: TrainedModel, n_boot: int):
@@ -161,7 +147,7 @@ def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None
     """Returns the evaluation run's id. Input problems raise before any run starts."""
     trained = load_trained(ref)
     files = read_labelled(source, label_map)
-    name = _site_name(files, source, site)
+    name = _site_name(files, site)
     images = read_site(files, trained.classes, trained.img_size)
     raw = trained.model.predict(images.images[..., None].astype("float32"), verbose=0)
     probs = trained.calibration.apply(raw)
@@ -191,7 +177,8 @@ def _log(trained, ref, files, images: SiteImages, probs, here, internal, drift, 
                                           targets="label")
     mlflow.log_input(dataset, context="evaluation")
     values = metrics.prefixed(here["value"].to_dict(), "")
-    mlflow.log_metrics(values, model_id=_classifier_model_id(trained), dataset=dataset)
+    classifier = logged_model(mlflow.get_run(trained.run_id), CLASSIFIER)  # what is served
+    mlflow.log_metrics(values, model_id=classifier.model_id, dataset=dataset)
     bounds = {f"{m}_{side}": here.at[m, side] for m in values for side in ("lo", "hi")}
     mlflow.log_metrics(metrics.prefixed(bounds, ""))
     mlflow.log_metrics(metrics.prefixed(internal["value"].to_dict(), "internal_"))

@@ -36,7 +36,7 @@ def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
     return pick(scored, key=lambda r: r.data.metrics[metric])
 
 
-def logged_model_uri(run: Run, name: str) -> str:
+def logged_model(run: Run, name: str):
     """The model a run logged under ``name``: 'model' (Keras flavour) or 'classifier' (images in)."""
     models = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
@@ -45,7 +45,11 @@ def logged_model_uri(run: Run, name: str) -> str:
     )
     if not models:
         raise XrayTrackError(f"run {run.info.run_id} logged no '{name}' model")
-    return models[0].model_uri
+    return models[0]
+
+
+def logged_model_uri(run: Run, name: str) -> str:
+    return logged_model(run, name).model_uri
 
 
 def model_card(run: Run, metric: str) -> str:
