@@ -16,6 +16,7 @@ from xraytrack.data.images import decode_files
 from xraytrack.data.split import ARTIFACT, read_manifest
 from xraytrack.errors import XrayTrackError
 
+
 def read_logged_split(run_id: str) -> pd.DataFrame:
     """The manifest a training run logged (``Split.to_csv``, see ``training.train.log_data``)."""
     import mlflow
