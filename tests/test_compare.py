@@ -57,3 +57,53 @@ def test_bad_settings_are_errors_before_anything_runs(dataset):
     with pytest.raises(XrayTrackError, match="unknown metric 'recall_lung_opacity'"):
         run_comparison(cfg, ["none"], select_metric="recall_lung_opacity")
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_an_external_set_is_scored_per_strategy_beside_the_internal_one(dataset, tmp_path,
+                                                                       monkeypatch):
+    from conftest import make_dataset
+
+    from xraytrack.training.compare import ExternalSet
+
+    site = make_dataset(tmp_path / "hospital", n_per_class=8, classes=("COVID", "Normal"),
+                        extras=False, seed=5)
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    parent_id = run_comparison(cfg, ["none", "oversample"], n_boot=20,
+                               external=ExternalSet(str(site), "hospital"))
+    parent = mlflow.get_run(parent_id)
+    kids = mlflow.search_runs(experiment_ids=[parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              output_format="list")
+    trained = {r.data.tags["xraytrack.strategy"]: r for r in kids
+               if r.data.tags.get("xraytrack.role") != "evaluation"}
+    evaluated = {r.data.tags["xraytrack.strategy"]: r for r in kids
+                 if r.data.tags.get("xraytrack.role") == "evaluation"}
+    assert sorted(evaluated) == sorted(trained) == ["none", "oversample"]
+    external = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(
+        f"runs:/{parent_id}/comparison_external.csv")), index_col="strategy")
+    for strategy, run in evaluated.items():
+        assert run.data.tags["xraytrack.source_run"] == trained[strategy].info.run_id
+        assert run.data.tags["xraytrack.site"] == "hospital"
+        auc = run.data.metrics["auc_covid"]
+        assert external.at[strategy, "auc_covid"] == pytest.approx(auc)
+        assert external.at[strategy, "auc_covid_lo"] <= auc <= external.at[strategy, "auc_covid_hi"]
+        assert parent.data.metrics[f"{strategy}_hospital_auc_covid"] == pytest.approx(auc)
+    page = mlflow.artifacts.load_text(f"runs:/{parent_id}/comparison_external.md")
+    assert "internal macro_f1" in page and "hospital auc_covid" in page
+    assert "| oversample |" in page
+    # a re-run reuses every training and every evaluation
+    calls = []
+    monkeypatch.setattr(compare_mod, "evaluate_site", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(compare_mod, "run_training", lambda *a, **k: calls.append(a))
+    run_comparison(cfg, ["none", "oversample"], n_boot=20,
+                   external=ExternalSet(str(site), "hospital"))
+    assert calls == []
+
+
+def test_a_missing_external_set_fails_before_training(dataset, tmp_path):
+    from xraytrack.training.compare import ExternalSet
+
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    with pytest.raises(XrayTrackError):
+        run_comparison(cfg, ["none"], external=ExternalSet(str(tmp_path / "nowhere")))
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

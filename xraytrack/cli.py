@@ -50,17 +50,19 @@ def parse_hp(items: tuple[str, ...]) -> dict:
     return out
 
 
-def _store_error(exc: Exception) -> str:
-    """One line for a tracking store that refused or went away, its password never shown."""
+def _store_error(exc: Exception) -> tuple[str, bool]:
+    """One line for a tracking store that refused or went away, its password never shown; and
+    whether it went away."""
     import mlflow
 
-    from xraytrack.tracking.store import redact, redact_text
+    from xraytrack.tracking.store import is_lost, reason, redact
 
-    text = redact_text(str(getattr(exc, "message", exc)).strip().splitlines()[0])
-    lost = any(w in str(exc) for w in ("Max retries", "Connection", "connect", "timed out"))
-    hint = (" Whatever finished training is kept in its checkpoint: re-run the same command once "
-            "the store is back to resume." if lost else "")
-    return f"tracking store {redact(mlflow.get_tracking_uri())}: {text}.{hint}"
+    uri = redact(mlflow.get_tracking_uri())
+    if is_lost(exc):
+        return (f"lost the tracking store at {uri} ({reason(exc)}). Whatever finished training is "
+                "kept in its checkpoint: re-run the same command once the store is back to "
+                "resume.", True)
+    return f"tracking store {uri}: {reason(exc)}.", False
 
 
 LOCAL_COMMANDS = {"data_summary"}  # commands that never talk to the tracking store
@@ -86,8 +88,8 @@ def friendly_errors(fn):
         except XrayTrackError as exc:
             raise click.ClickException(str(exc)) from None
         except (MlflowException, RequestException) as exc:
-            message = _store_error(exc)
-            if "re-run the same command" not in message:
+            message, lost = _store_error(exc)
+            if not lost:
                 raise click.ClickException(message) from None
             # The store is gone: MLflow's exit hooks and its system-metrics thread would retry it
             # forever. Nothing is left to save (the checkpoint is on disk), so leave at once.
@@ -268,6 +270,11 @@ def predict(model_uri, paths, out, batch_size):
 @click.option("--select-metric", type=STR, default="macro_f1", show_default=True,
               help="Picks the best strategy, e.g. macro_f1, recall_covid, covid_sens_at_95_spec.")
 @click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
+@click.option("--external-dir", type=STR, help="A labelled set from another site (as `evaluate` "
+              "reads it): each strategy's model is evaluated there too, its scores beside the "
+              "internal ones.")
+@click.option("--site", type=STR, help="Name of the external site (default as `evaluate`).")
+@click.option("--label-map", type=STR, help="Rename the external set's labels first.")
 @data_options
 @click.option("--epochs", type=INT)
 @click.option("--batch-size", type=INT)
@@ -275,15 +282,19 @@ def predict(model_uri, paths, out, batch_size):
 @click.option("--weights", type=STR)
 @click.option("--experiment", type=STR)
 @friendly_errors
-def compare(config_path, strategies, select_metric, n_bootstrap, data_dir, classes, learning_rate,
-            **overrides):
-    """Train one child run per class-balancing strategy and compare them with bootstrap CIs."""
-    from xraytrack.training.compare import run_comparison
+def compare(config_path, strategies, select_metric, n_bootstrap, external_dir, site, label_map,
+            data_dir, classes, learning_rate, **overrides):
+    """Train one child run per class-balancing strategy and compare them with bootstrap CIs;
+    with --external-dir, also at another site."""
+    from xraytrack.data.labelled import parse_label_map
+    from xraytrack.training.compare import ExternalSet, run_comparison
 
     hps = {} if learning_rate is None else {"learning_rate": learning_rate}
     cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
+    external = (ExternalSet(external_dir, site, parse_label_map(label_map)) if external_dir
+                else None)
     run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
-                   n_bootstrap or 1000)
+                   n_bootstrap or 1000, external)
 
 
 @main.command()

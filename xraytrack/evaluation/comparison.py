@@ -1,4 +1,5 @@
-"""Compare strategies on one shared test split, with paired bootstrap confidence intervals.
+"""Compare strategies on one shared test split, with paired bootstrap confidence intervals, and
+beside it what each strategy scored at an external site.
 
 What is scored comes from ``metrics.scores``, the same function that gives each strategy's child
 run its ``test_*`` metrics; this module adds only what is its own: the intervals and the table.
@@ -24,11 +25,10 @@ def compare(predictions: dict[str, tuple[np.ndarray, np.ndarray]], classes: tupl
             raise ValueError("every strategy must be scored on the same test split")
         row = {"strategy": strategy}
         point = scores(y, probs, classes)
-        samples = pd.DataFrame([scores(y[b], probs[b], classes) for b in boots])
+        ci = bootstrap.intervals(lambda b: scores(y[b], probs[b], classes), boots)
         for metric, value in point.items():
-            row[metric] = value
-            row[f"{metric}_lo"] = float(np.nanpercentile(samples[metric], 2.5))
-            row[f"{metric}_hi"] = float(np.nanpercentile(samples[metric], 97.5))
+            row |= {metric: value, f"{metric}_lo": float(ci.at[metric, "lo"]),
+                    f"{metric}_hi": float(ci.at[metric, "hi"])}
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
 
@@ -73,4 +73,39 @@ def summary(table: pd.DataFrame, classes: tuple[str, ...], baseline: str = "none
                        else "the 95% intervals do not overlap")
             lines.append(f"- {name}: {metric.split('_')[0]} best with `{best}` "
                          f"({table.at[best, metric]:.3f}) vs `{baseline}` ({base:.3f}); {verdict}.")
+    return "\n".join(lines) + "\n"
+
+
+def site_table(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each strategy's external scores (``value, lo, hi`` rows from its evaluation run) in the
+    shape of ``compare``'s table, so ``to_markdown`` prints both alike. Metrics are kept in
+    ``metrics.scores``' order where they have one."""
+    rows = []
+    for strategy, frame in scores.items():
+        row = {"strategy": strategy}
+        for metric in frame.index:
+            row |= {metric: frame.at[metric, "value"], f"{metric}_lo": frame.at[metric, "lo"],
+                    f"{metric}_hi": frame.at[metric, "hi"]}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("strategy")
+
+
+def _cell(table: pd.DataFrame, strategy: str, metric: str) -> str:
+    if metric not in table.columns or np.isnan(table.at[strategy, metric]):
+        return "n/a"
+    return (f"{table.at[strategy, metric]:.3f} [{table.at[strategy, metric + '_lo']:.3f}, "
+            f"{table.at[strategy, metric + '_hi']:.3f}]")
+
+
+def inside_and_outside(table: pd.DataFrame, external: pd.DataFrame, site: str,
+                       internal_metrics: tuple[str, ...], site_metrics: tuple[str, ...]) -> str:
+    """Markdown: one row per strategy, the internal test scores beside the site's, each with its
+    95% interval: the trade-off a reader looks for (does a strategy that wins inside lose outside?)."""
+    site_metrics = tuple(m for m in site_metrics if m in external.columns)
+    header = [f"internal {m}" for m in internal_metrics] + [f"{site} {m}" for m in site_metrics]
+    lines = ["| strategy | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for strategy in table.index:
+        cells = [_cell(table, strategy, m) for m in internal_metrics]
+        cells += [_cell(external, strategy, m) for m in site_metrics]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

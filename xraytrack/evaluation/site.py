@@ -114,13 +114,6 @@ def headline_sentence(internal: pd.DataFrame, site: pd.DataFrame, classes, name:
     return ("; ".join(parts) + ".") if parts else "No model class has positives and negatives here."
 
 
-def _site_name(files: LabelledFiles, site: str | None) -> str:
-    if site:
-        return site
-    named = files.frame["site"].dropna().unique()
-    return str(named[0]) if len(named) == 1 else files.root.name
-
-
 def _internal(trained: TrainedModel, n_boot: int):
     """The source run's own test predictions, calibrated as the served model would."""
     tested = read_predictions(trained.run_id, tuple(trained.classes))
@@ -141,13 +134,22 @@ def _shift(trained: TrainedModel, site: SiteImages, data_dir: str | None) -> flo
                            shift.penultimate_features(trained.model, site.images))
 
 
+def site_name(files: LabelledFiles, site: str | None) -> str:
+    if site:
+        return site
+    named = files.frame["site"].dropna().unique()
+    return str(named[0]) if len(named) == 1 else files.root.name
+
+
 def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None,
                   n_boot: int = 1000, experiment: str = "xraytrack",
-                  data_dir: str | None = None) -> str:
-    """Returns the evaluation run's id. Input problems raise before any run starts."""
+                  data_dir: str | None = None, nested: bool = False,
+                  tags: dict | None = None) -> str:
+    """Returns the evaluation run's id. Input problems raise before any run starts. ``nested``
+    makes the run a child of the active one (a comparison's strategies)."""
     trained = load_trained(ref)
     files = read_labelled(source, label_map)
-    name = _site_name(files, site)
+    name = site_name(files, site)
     images = read_site(files, trained.classes, trained.img_size)
     raw = trained.model.predict(images.images[..., None].astype("float32"), verbose=0)
     probs = trained.calibration.apply(raw)
@@ -156,7 +158,8 @@ def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None
     here = with_intervals(images.y, probs, trained.classes, thresholds, n_boot, groups)
     internal = _internal(trained, n_boot)
     drift = _shift(trained, images, data_dir)
-    with runs.tracked_run(experiment, f"evaluate-{name}") as run:
+    with runs.tracked_run(experiment, f"evaluate-{name}", nested=nested) as run:
+        mlflow.set_tags(tags or {})
         _log(trained, ref, files, images, probs, here, internal, drift, name, groups is not None)
         print(headline_sentence(internal, here, trained.classes, name))
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
@@ -215,3 +218,13 @@ def _log_artifacts(trained, images: SiteImages, probs, here, internal, drift, na
             "sensitivity on the validation split, applied here unchanged.\n",
             generalization_table(internal, here, name)]
     mlflow.log_text("\n".join(text), "generalization.md")
+
+
+def read_site_scores(run_id: str) -> pd.DataFrame:
+    """An evaluation run's scores back as ``value, lo, hi`` rows (what ``_log`` wrote): every
+    metric logged with its interval, the internal ones and the shift left out."""
+    logged = mlflow.get_run(run_id).data.metrics
+    names = [m for m in logged if f"{m}_lo" in logged and f"{m}_hi" in logged
+             and not m.startswith("internal_")]
+    return pd.DataFrame({"value": [logged[m] for m in names], "lo": [logged[f"{m}_lo"] for m in names],
+                         "hi": [logged[f"{m}_hi"] for m in names]}, index=names)

@@ -13,7 +13,7 @@ import mlflow
 import psutil
 
 from xraytrack.tracking import sysinfo
-from xraytrack.tracking.store import redact_text
+from xraytrack.tracking.store import is_lost, reason
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def _end(status: str) -> None:
     try:
         mlflow.end_run(status)
     except Exception as exc:  # the store is gone: MLflow's and requests' errors alike
-        log.warning("could not mark the run %s in the tracking store: %s", status,
-                    redact_text(str(exc).splitlines()[0]))  # MLflow has already let go of it
+        # MLflow has already let go of the run. A store that stopped answering is what the
+        # command's last line reports; anything else is worth a line of its own.
+        (log.debug if is_lost(exc) else log.warning)(
+            "could not mark the run %s in the tracking store: %s", status, reason(exc))
 
 
 def process_tags() -> dict[str, str]:

@@ -40,6 +40,24 @@ def redact_text(text: str) -> str:
     return re.sub(r"(\w+://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
 
 
+LOST_WORDS = ("Max retries", "Connection", "connect", "timed out")
+
+
+def is_lost(exc: BaseException) -> bool:
+    """Whether an error from MLflow or requests means the store stopped answering."""
+    return any(w in str(exc) for w in LOST_WORDS)
+
+
+def reason(exc: BaseException) -> str:
+    """The cause in a few words (``Connection refused``), not urllib3's nested repr; the first
+    line of the message, redacted, when there is no such cause."""
+    text = str(getattr(exc, "message", exc))
+    found = re.search(r"\[Errno -?\d+\] ([^\"')]+)|(Read timed out)", text)
+    if found:
+        return (found.group(1) or found.group(2)).strip()
+    return redact_text(text.strip().splitlines()[0]) if text.strip() else type(exc).__name__
+
+
 def limit_retries() -> None:
     for name, value in RETRY_DEFAULTS.items():
         os.environ.setdefault(name, value)

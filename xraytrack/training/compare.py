@@ -1,19 +1,24 @@
 """The comparison entry point: one child run per balancing strategy, one parent that compares.
 
 The numbers compared are the children's own test predictions (``predictions.csv``), scored by
-``evaluation.metrics.scores`` as the children were; this module only orchestrates the runs.
+``evaluation.metrics.scores`` as the children were; with an external set, each strategy's model
+is also evaluated there by ``evaluation.site`` (one nested evaluation run each) and its scores
+sit beside the internal ones. This module only orchestrates the runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import mlflow
 
 from xraytrack.config import TrainConfig
+from xraytrack.data.labelled import read_labelled
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import comparison, metrics, plots
 from xraytrack.evaluation.predictions import read_predictions
+from xraytrack.evaluation.site import evaluate_site, read_site_scores, site_name
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
 from xraytrack.training import balancing
@@ -35,21 +40,65 @@ def finished_child(experiment_id: str, key: str, strategy: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+@dataclass
+class ExternalSet:
+    """A labelled set from another site that every strategy's model is evaluated on."""
+
+    source: str
+    site: str | None = None  # its name; by default as ``evaluate`` names it
+    label_map: dict[str, str] | None = None
+    digest: str | None = None  # of its listing: an evaluation is reused only for the same set
+
+    def checked(self) -> ExternalSet:
+        """Read the listing now: a wrong path fails before hours of training, not after."""
+        files = read_labelled(self.source, self.label_map)
+        return dataclasses.replace(self, site=site_name(files, self.site), digest=files.digest())
+
+
+def finished_evaluation(experiment_id: str, child: str, external: ExternalSet) -> str | None:
+    found = mlflow.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`xraytrack.source_run` = '{child}' AND "
+                       f"tags.`xraytrack.site` = '{external.site}' AND "
+                       f"params.`eval.digest` = '{external.digest}' AND "
+                       "attributes.status = 'FINISHED'"),
+        order_by=["attributes.end_time DESC"], output_format="list", max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def evaluate_externally(cfg: TrainConfig, child: str, strategy: str, external: ExternalSet,
+                        experiment_id: str, n_boot: int) -> str:
+    """The strategy's evaluation run at the external site, reused when it already exists."""
+    done = finished_evaluation(experiment_id, child, external)
+    if done:
+        print(f"Strategy {strategy}: reusing evaluation {done} at {external.site}")
+        return done
+    print(f"Strategy {strategy}: evaluating at {external.site}")
+    return evaluate_site(child, external.source, external.site, external.label_map, n_boot,
+                         cfg.experiment, cfg.data_dir, nested=True,
+                         tags={"xraytrack.strategy": strategy})
+
+
 def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1",
-                   n_boot: int = 1000) -> str:
+                   n_boot: int = 1000, external: ExternalSet | None = None) -> str:
     cfg, _ = resolve(cfg)
     strategies = balancing.check_strategies(strategies)
     known = metrics.score_names(cfg.classes)
     if select_metric not in known:
         raise XrayTrackError(f"unknown metric {select_metric!r}; choose one of {', '.join(sorted(known))}")
+    external = external.checked() if external else None
     key = compare_key(cfg)
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"compare-{cfg.architecture}") as parent:
         mlflow.log_params(cfg.params() | {"compare.strategies": ",".join(strategies),
                                           "compare.select_metric": select_metric,
                                           "compare.n_boot": n_boot})
+        if external:
+            mlflow.log_params({"compare.external_dir": external.source,
+                               "compare.external_site": external.site})
         mlflow.set_tags({"xraytrack.compare_key": key, "xraytrack.role": "comparison"})
         runs.log_system_info()
-        predictions, children, paths = {}, {}, None
+        predictions, children, paths, evaluations = {}, {}, None, {}
         for strategy in strategies:
             child = finished_child(parent.info.experiment_id, key, strategy)
             if child:
@@ -64,12 +113,17 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
                 raise XrayTrackError(f"strategy {strategy} was tested on a different split")
             paths, children[strategy] = tested.paths, child
             predictions[strategy] = (tested.y_true, tested.probs)
+            if external:
+                evaluations[strategy] = evaluate_externally(cfg, child, strategy, external,
+                                                            parent.info.experiment_id, n_boot)
         table = comparison.compare(predictions, cfg.classes, n_boot=n_boot, seed=cfg.seed)
         best = table[select_metric].idxmax()
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(comparison.to_markdown(table) + "\n" +
                         comparison.summary(table, cfg.classes), "comparison.md")
         mlflow.log_dict(children, "child_runs.json")
+        if external:
+            _log_external(table, evaluations, external.site, select_metric, cfg.classes)
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "roc"), "roc_by_strategy.png")
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "pr"), "pr_by_strategy.png")
         log_figure(plots.interval_bars_figure(table, select_metric), f"{select_metric}_by_strategy.png")
@@ -80,3 +134,26 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
         print(comparison.to_markdown(table))
         print(f"Best strategy by {select_metric}: {best}")
         return parent.info.run_id
+
+
+def _log_external(table, evaluations: dict[str, str], site: str, select_metric: str,
+                  classes) -> None:
+    """The site's scores per strategy beside the internal ones: a table, a markdown page and
+    the parent's ``<strategy>_<site>_auc_<class>`` metrics."""
+    external = comparison.site_table({s: read_site_scores(r) for s, r in evaluations.items()})
+    aucs = tuple(f"auc_{metrics.metric_name(c)}" for c in classes)
+    internal = tuple(dict.fromkeys((select_metric, "macro_auc")))
+    mlflow.log_text(external.to_csv(), "comparison_external.csv")
+    mlflow.log_dict(evaluations, "evaluation_runs.json")
+    mlflow.log_text(
+        f"# Each strategy inside the database and at {site}\n\n"
+        f"Internal: the shared test split. {site}: each strategy's model evaluated there "
+        "(temperature-scaled, intervals resample patients when the set names them; runs in "
+        "`evaluation_runs.json`).\n\n"
+        + comparison.inside_and_outside(table, external, site, internal, aucs)
+        + f"\n## Every score at {site}\n\n" + comparison.to_markdown(external),
+        "comparison_external.md")
+    tag = metrics.metric_name(site)
+    mlflow.log_metrics({f"{s}_{tag}_{m}": external.at[s, m] for s in external.index for m in aucs
+                        if m in external.columns and external.at[s, m] == external.at[s, m]})
+    print(comparison.inside_and_outside(table, external, site, internal, aucs))

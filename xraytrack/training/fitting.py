@@ -37,17 +37,25 @@ log = logging.getLogger(__name__)
 FITTED = "fitted.weights.h5"
 
 
-class EpochMetrics(mlflow.keras.MlflowCallback):
-    """MLflow's Keras callback minus its step-less ``validation_*`` copies of the val_ metrics,
-    logging each epoch synchronously: a process killed right after an epoch has its metrics in
-    the store, so the run that resumes it copies whole curves."""
+class EpochMetrics(keras.callbacks.Callback):
+    """What MLflow's Keras callback logs (optimizer parameters, model summary, each epoch's
+    metrics), but each epoch synchronously and letting errors through. MLflow's callback swallows
+    every exception (its metaclass makes it "exception safe"), so a store that went away mid-run
+    went unnoticed until training ended. Here a failed log stops ``fit`` before the epoch's backup
+    is written, so the checkpoint never claims an epoch whose metrics the store lacks."""
+
+    def on_train_begin(self, logs=None):
+        config = self.model.optimizer.get_config()
+        logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params  # a second fit in
+        mlflow.log_params({f"optimizer_{k}": v for k, v in config.items()  # one run keeps them
+                           if f"optimizer_{k}" not in logged})
+        lines: list[str] = []
+        self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        mlflow.log_text("\n".join(lines), artifact_file="model_summary.txt")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs:
             mlflow.log_metrics(logs, step=epoch, synchronous=True)
-
-    def on_test_end(self, logs=None):
-        pass
 
 
 def checkpoint_dir(cfg: TrainConfig) -> Path:
