@@ -7,6 +7,21 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.tracking.registry import best_run, metric_mode, register_best
 
 
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return model_input
+
+
+def _candidate(experiment: str, digest: str = "split-a", **metrics) -> str:
+    """A finished run with a split digest, metrics and a (trivial) logged 'classifier'."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_param("data.split_digest", digest)
+        mlflow.log_metrics(metrics)
+        mlflow.pyfunc.log_model(name="classifier", python_model=Constant(), pip_requirements=[])
+    return run.info.run_id
+
+
 def _fake_run(experiment: str, status: str = "FINISHED", **metrics):
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
@@ -37,7 +52,9 @@ def test_clear_errors_when_nothing_qualifies():
 
 
 def test_register_sets_champion_tags_and_a_model_card(trained):
-    run, version = register_best("xraytrack", "test_macro_f1", "cxr")
+    done = register_best("xraytrack", "test_macro_f1", "cxr")
+    run, version = done.run, done.version
+    assert done.alias == "champion"
     assert run.info.run_id == trained["run_id"]
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias("cxr", "champion")
@@ -55,3 +72,50 @@ def test_register_cli_reports_a_missing_metric_in_one_line(trained):
     result = CliRunner().invoke(main, ["register", "--metric", "test_nothing"])
     assert result.exit_code == 1 and "has the metric 'test_nothing'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_register_chooses_on_validation_unless_a_test_metric_is_named():
+    lucky_on_test = _candidate("e", restored_val_macro_f1=0.80, test_macro_f1=0.95)
+    best_on_val = _candidate("e", restored_val_macro_f1=0.90, test_macro_f1=0.70)
+    done = register_best("e", name="m")
+    assert done.run.info.run_id == best_on_val and done.alias == "champion"
+    version = mlflow.MlflowClient().get_model_version_by_alias("m", "champion")
+    assert version.tags["selected_by"] == "restored_val_macro_f1"
+    assert register_best("e", "test_macro_f1", name="t").run.info.run_id == lucky_on_test
+
+
+def test_the_gate_keeps_the_champion_unless_a_newcomer_is_better_by_the_margin():
+    client = mlflow.MlflowClient()
+
+    def champion_run() -> str:
+        return client.get_model_version_by_alias("m", "champion").tags["source_run_id"]
+
+    first = _candidate("g", restored_val_macro_f1=0.900)
+    assert register_best("g", name="m").alias == "champion"
+    close = _candidate("g", restored_val_macro_f1=0.903)
+    done = register_best("g", name="m", min_delta=0.005)
+    assert done.run.info.run_id == close and done.alias == "challenger"
+    assert "margin is 0.005" in done.reason and champion_run() == first
+    assert client.get_model_version_by_alias("m", "challenger").tags["promotion"] == done.reason
+    better = _candidate("g", restored_val_macro_f1=0.920)
+    assert register_best("g", name="m", min_delta=0.005).alias == "champion"
+    assert champion_run() == better
+    elsewhere = _candidate("g", digest="split-b", restored_val_macro_f1=0.990)
+    done = register_best("g", name="m")
+    assert done.alias == "challenger" and "another split" in done.reason
+    assert champion_run() == better
+    forced = register_best("g", name="m", force=True)
+    assert forced.alias == "champion" and forced.reason.startswith("forced although")
+    assert champion_run() == elsewhere
+    again = register_best("g", name="m")
+    assert again.version is None and "already champion" in again.reason
+
+
+def test_register_cli_says_why_a_run_stays_challenger():
+    _candidate("c", restored_val_macro_f1=0.9)
+    first = CliRunner().invoke(main, ["register", "--experiment", "c", "--name", "m"])
+    assert first.exit_code == 0 and "as champion" in first.output, first.output
+    _candidate("c", restored_val_macro_f1=0.901)
+    second = CliRunner().invoke(main, ["register", "--experiment", "c", "--name", "m"])
+    assert second.exit_code == 0 and "as challenger" in second.output, second.output
+    assert "chosen by restored_val_macro_f1 = 0.9010" in second.output

@@ -125,7 +125,10 @@ def data_options(fn):
         click.option("--classes", type=STR, help="Comma-separated class subset, in label order."),
         click.option("--limit-per-class", type=INT, help="Seeded sample of N images per class."),
         click.option("--img-size", type=INT, help="Square input size in pixels."),
-        click.option("--seed", type=INT, help="Seed of the split, sampling and shuffling."),
+        click.option("--seed", type=INT, help="Seed of the starting weights, augmentation and "
+                     "training order."),
+        click.option("--split-seed", type=INT, help="Seed of the train/val/test split and of the "
+                     "--limit-per-class sample (default 42), kept fixed across --seeds."),
         click.option("--cache-dir", type=STR, help="Where decoded images and checkpoints go. "
                      "Default: $XRAYTRACK_CACHE_DIR or ~/.cache/xraytrack."),
     ]
@@ -159,11 +162,15 @@ def main(verbose: bool):
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
 @click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
 @click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
+@click.option("--seeds", type=STR, help="Repeat with each seed (1,2,3): one child run per seed, "
+              "the parent reports mean, sd, min and max of every test metric.")
 @click.option("--experiment", type=STR, help="MLflow experiment (ignored under `mlflow run`).")
 @click.option("--run-name", type=STR)
 @friendly_errors
-def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_items, **overrides):
+def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_items, seeds,
+          **overrides):
     """Train one architecture, evaluate it on the test split, log everything to MLflow."""
+    from xraytrack.training.repeats import run_repeats
     from xraytrack.training.train import run_training
 
     hps = parse_hp(hp_items)
@@ -171,7 +178,8 @@ def train(config_path, data_dir, classes, learning_rate, trainable_layers, hp_it
         hps["learning_rate"] = learning_rate
     if trainable_layers is not None:
         hps["trainable_layers"] = trainable_layers
-    run_training(load_run_config(config_path, data_dir, classes, hps, **overrides))
+    cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
+    run_repeats(cfg, split_list(seeds)) if seeds else run_training(cfg)
 
 
 @main.group()
@@ -183,7 +191,8 @@ def data():
 @click.argument("data_dir", type=click.Path())
 @click.option("--classes", type=STR)
 @click.option("--img-size", type=int, default=150, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--split-seed", "--seed", "seed", type=int, default=42, show_default=True,
+              help="Seed of the split it would get.")
 @click.option("--cache-dir", type=STR)
 @friendly_errors
 def data_summary(data_dir, classes, img_size, seed, cache_dir):
@@ -229,19 +238,29 @@ def runs_cleanup(experiment):
 
 @main.command()
 @click.option("--experiment", default="xraytrack", show_default=True)
-@click.option("--metric", default="test_macro_f1", show_default=True)
+@click.option("--metric", default="restored_val_macro_f1", show_default=True,
+              help="Chooses the run: by default the restored epoch's validation macro-F1. A "
+              "test_ metric is read only if you name it.")
 @click.option("--name", default="xraytrack-cxr", show_default=True, help="Registered model name.")
 @click.option("--mode", type=click.Choice(["auto", "max", "min"]), default="auto", show_default=True,
               help="auto: minimise losses and errors, maximise everything else.")
 @click.option("--alias", default="champion", show_default=True)
+@click.option("--min-delta", type=float, default=0.005, show_default=True,
+              help="How much better than the current alias holder (same split) the run must be.")
+@click.option("--force", is_flag=True, help="Give it the alias even if it does not pass.")
 @friendly_errors
-def register(experiment, metric, name, mode, alias):
-    """Register the best FINISHED run's classifier and point the alias at it."""
+def register(experiment, metric, name, mode, alias, min_delta, force):
+    """Register the best FINISHED run's classifier; it takes the alias only if it beats the
+    current holder by --min-delta on the same split, else it becomes 'challenger'."""
     from xraytrack.tracking.registry import register_best
 
-    run, version = register_best(experiment, metric, name, mode, alias)
-    click.echo(f"Registered {name} version {version.version} from run {run.info.run_id} "
-               f"({metric} = {run.data.metrics[metric]:.4f}); models:/{name}@{alias}")
+    done = register_best(experiment, metric, name, mode, alias, min_delta, force)
+    value = f"{metric} = {done.run.data.metrics[metric]:.4f}"
+    if done.version is None:
+        click.echo(f"Nothing registered: {done.reason}; models:/{name}@{alias}")
+        return
+    click.echo(f"Registered {name} version {done.version.version} from run {done.run.info.run_id} "
+               f"(chosen by {value}) as {done.alias}: {done.reason}; models:/{name}@{done.alias}")
 
 
 @main.command()

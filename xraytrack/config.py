@@ -24,7 +24,8 @@ class TrainConfig:
     img_size: int = 150
     batch_size: int = 32
     epochs: int = 10
-    seed: int = 42
+    seed: int = 42  # starting weights, augmentation draws and training order
+    split_seed: int = 42  # the train/val/test split and the per-class sample: fixed across seeds
     limit_per_class: int = 0  # 0: all images; N: a seeded sample of N per class for quick runs
     val_fraction: float = 0.15
     test_fraction: float = 0.15

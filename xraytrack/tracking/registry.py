@@ -1,6 +1,15 @@
-"""Pick the best finished run of an experiment and register its image classifier as 'champion'."""
+"""Pick the best finished run of an experiment and register its image classifier; it becomes
+'champion' only if it beats the current one.
+
+Champions are chosen on validation (``restored_val_macro_f1``, the restored epoch's score), never
+on the test split unless asked: a test score used for choosing is no longer a fair report. The
+gate follows MLflow's ``MetricThreshold`` (a minimum absolute change) and compares only runs
+tested on the same split; a newcomer that does not pass is registered as 'challenger'.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities import Run
@@ -69,13 +78,75 @@ def model_card(run: Run, metric: str) -> str:
     )
 
 
-def register_best(experiment: str, metric: str, name: str, mode: str = "auto",
-                  alias: str = "champion") -> tuple[Run, ModelVersion]:
+DEFAULT_METRIC = "restored_val_macro_f1"
+CHALLENGER = "challenger"
+
+
+@dataclass
+class Registration:
+    run: Run
+    version: ModelVersion | None  # None: the run was already behind the alias
+    alias: str  # the alias it got
+    reason: str
+
+
+def current_version(name: str, alias: str) -> ModelVersion | None:
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def promotion(run: Run, current: ModelVersion | None, metric: str, mode: str,
+              min_delta: float) -> tuple[bool, str]:
+    """Whether ``run`` should replace the alias' current version, and why in one sentence."""
+    if current is None:
+        return True, "there is no current version to beat"
+    held = mlflow.get_run(current.tags.get("source_run_id") or current.run_id)
+    ours, theirs = (r.data.params.get("data.split_digest") for r in (run, held))
+    if ours != theirs:
+        return False, (f"version {current.version} was tested on another split (digest "
+                       f"{str(theirs)[:12]} vs {str(ours)[:12]}), so the scores are not comparable")
+    if metric not in held.data.metrics:
+        return False, f"version {current.version} has no {metric} to compare with"
+    new, old = run.data.metrics[metric], held.data.metrics[metric]
+    gain = new - old if mode == "max" else old - new
+    verdict = f"{metric} {new:.4f} vs {old:.4f} of version {current.version} (change {gain:+.4f}"
+    if gain > 0 and gain >= min_delta:
+        return True, f"{verdict}, at least the margin {min_delta})"
+    return False, f"{verdict}, the margin is {min_delta})"
+
+
+def register_best(experiment: str, metric: str = DEFAULT_METRIC, name: str = "xraytrack-cxr",
+                  mode: str = "auto", alias: str = "champion", min_delta: float = 0.005,
+                  force: bool = False) -> Registration:
+    """The best run by ``metric``; its classifier becomes ``alias`` if it passes the gate (or
+    ``force``), else ``challenger``. Nothing is registered again for the run already there."""
+    mode = metric_mode(metric) if mode == "auto" else mode
     run = best_run(experiment, metric, mode)
+    current = current_version(name, alias)
+    if current is not None and run.info.run_id in (current.tags.get("source_run_id"), current.run_id):
+        return Registration(run, None, alias, f"run {run.info.run_id} is already {alias} "
+                                              f"(version {current.version})")
+    promoted, reason = promotion(run, current, metric, mode, min_delta)
+    if force and not promoted:
+        promoted, reason = True, f"forced although {reason}"
+    version = _register(run, metric, name)
+    chosen = alias if promoted else CHALLENGER
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version.version, "promotion", reason)
+    client.set_registered_model_alias(name, chosen, version.version)
+    return Registration(run, version, chosen, reason)
+
+
+def _register(run: Run, metric: str, name: str) -> ModelVersion:
     version = mlflow.register_model(logged_model_uri(run, CLASSIFIER), name)
     client = mlflow.MlflowClient()
     client.update_model_version(name, version.version, description=model_card(run, metric))
-    tags = {k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test_")}
+    tags = {k: f"{v:.4f}" for k, v in run.data.metrics.items()
+            if k.startswith(("test_", "restored_val_"))}
     tags |= {
         "source_run_id": run.info.run_id,
         "selected_by": metric,
@@ -86,5 +157,4 @@ def register_best(experiment: str, metric: str, name: str, mode: str = "auto",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, alias, version.version)
-    return run, version
+    return version

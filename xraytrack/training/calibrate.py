@@ -17,13 +17,21 @@ from xraytrack.evaluation.calibration import Calibration, apply_temperature, fit
 from xraytrack.evaluation.test_split import log_figure, predict_split
 
 
-def calibrate(model: keras.Model, data: PreparedData, batch_size: int) -> Calibration:
-    """Fit T and pick the thresholds on the validation split."""
-    y_val = data.labels("val")
+def validate(model: keras.Model, data: PreparedData, batch_size: int) -> np.ndarray:
+    """The restored model's validation probabilities; its headline scores go into the active
+    run as ``restored_val_*``: what ``register`` chooses champions by, never the test split.
+    (The epoch curves' last ``val_*`` point is the last epoch, not the restored one.)"""
     probs = predict_split(model, data, "val", batch_size)
+    scores = metrics.headline(metrics.scores(data.labels("val"), probs, data.classes))
+    mlflow.log_metrics(metrics.prefixed(scores, "restored_val_"))
+    return probs
+
+
+def calibrate(y_val: np.ndarray, probs: np.ndarray, classes) -> Calibration:
+    """Fit T and pick the thresholds on the validation split's probabilities."""
     temperature = fit_temperature(y_val, probs)
     thresholds = operating_points.choose_thresholds(y_val, apply_temperature(probs, temperature),
-                                                    data.classes)
+                                                    classes)
     return Calibration(temperature, thresholds)
 
 

@@ -31,12 +31,12 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, DatasetIndex]:
     data_dir = cfg.data_dir
     if not data_dir:
         raise XrayTrackError("no data_dir given (pass --data-dir or set XRAYTRACK_DATA_DIR)")
-    index = index_dataset(data_dir, cfg.classes or None, cfg.limit_per_class, cfg.seed)
+    index = index_dataset(data_dir, cfg.classes or None, cfg.limit_per_class, cfg.split_seed)
     return dataclasses.replace(cfg, classes=index.classes, data_dir=str(index.root)), index
 
 
 def load_data(cfg: TrainConfig, index: DatasetIndex) -> PreparedData:
-    data = prepare(index, cfg.img_size, cfg.val_fraction, cfg.test_fraction, cfg.seed,
+    data = prepare(index, cfg.img_size, cfg.val_fraction, cfg.test_fraction, cfg.split_seed,
                    cfg.dedup_distance, cfg.cache_dir)
     print(summarize(data))
     return data
@@ -83,7 +83,8 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
     log_data(data)
     fitting.fit(model, data, cfg)
     scores, probs = test_split.evaluate_and_log(model, data, cfg.batch_size)
-    calibration = calibrate.calibrate(model, data, cfg.batch_size)
+    val_probs = calibrate.validate(model, data, cfg.batch_size)
+    calibration = calibrate.calibrate(data.labels("val"), val_probs, data.classes)
     calibrate.log_calibration(calibration, data.labels("test"), probs, data.classes)
     if cfg.audit:
         audit_test_split(model, data, probs, cfg.batch_size)
