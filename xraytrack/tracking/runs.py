@@ -122,6 +122,17 @@ def cleanup(experiment: str) -> list[str]:
     return lines or [f"no RUNNING run in experiment {experiment!r}"]
 
 
+def latest_finished(experiment_id: str, tags: dict[str, str], params: dict | None = None):
+    """The most recent FINISHED run with these tags (and params), or None: how a comparison,
+    a repeat or an external evaluation finds work already done, so a re-run reuses it."""
+    terms = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    terms += [f"params.`{k}` = '{v}'" for k, v in (params or {}).items()]
+    found = mlflow.search_runs([experiment_id], " AND ".join([*terms, "attributes.status = 'FINISHED'"]),
+                               order_by=["attributes.end_time DESC"], output_format="list",
+                               max_results=1)
+    return found[0] if found else None
+
+
 @contextmanager
 def reopened_run(run_id: str):
     """Add to a finished run (an audit after the fact) without changing how it ended or how

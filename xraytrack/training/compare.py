@@ -31,13 +31,9 @@ def compare_key(cfg: TrainConfig) -> str:
 
 
 def finished_child(experiment_id: str, key: str, strategy: str) -> str | None:
-    runs = mlflow.search_runs(
-        [experiment_id],
-        filter_string=(f"tags.`xraytrack.compare_key` = '{key}' AND "
-                       f"tags.`xraytrack.strategy` = '{strategy}' AND attributes.status = 'FINISHED'"),
-        order_by=["attributes.end_time DESC"], output_format="list", max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
+    run = runs.latest_finished(experiment_id, {"xraytrack.compare_key": key,
+                                               "xraytrack.strategy": strategy})
+    return run.info.run_id if run else None
 
 
 @dataclass
@@ -56,15 +52,10 @@ class ExternalSet:
 
 
 def finished_evaluation(experiment_id: str, child: str, external: ExternalSet) -> str | None:
-    found = mlflow.search_runs(
-        [experiment_id],
-        filter_string=(f"tags.`xraytrack.source_run` = '{child}' AND "
-                       f"tags.`xraytrack.site` = '{external.site}' AND "
-                       f"params.`eval.digest` = '{external.digest}' AND "
-                       "attributes.status = 'FINISHED'"),
-        order_by=["attributes.end_time DESC"], output_format="list", max_results=1,
-    )
-    return found[0].info.run_id if found else None
+    run = runs.latest_finished(experiment_id,
+                               {"xraytrack.source_run": child, "xraytrack.site": external.site},
+                               {"eval.digest": external.digest})
+    return run.info.run_id if run else None
 
 
 def evaluate_externally(cfg: TrainConfig, child: str, strategy: str, external: ExternalSet,

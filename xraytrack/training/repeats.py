@@ -28,12 +28,8 @@ def repeats_key(cfg: TrainConfig) -> str:
 
 
 def finished_seed(experiment_id: str, key: str, seed: int) -> mlflow.entities.Run | None:
-    found = mlflow.search_runs(
-        [experiment_id],
-        filter_string=(f"tags.`xraytrack.repeats_key` = '{key}' AND tags.`xraytrack.seed` = "
-                       f"'{seed}' AND attributes.status = 'FINISHED'"),
-        order_by=["attributes.end_time DESC"], output_format="list", max_results=1)
-    return found[0] if found else None
+    return runs.latest_finished(experiment_id, {"xraytrack.repeats_key": key,
+                                                "xraytrack.seed": str(seed)})
 
 
 def check_seeds(seeds) -> tuple[int, ...]:
