@@ -37,14 +37,20 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if not c.endswith(("_lo", "_hi"))]
 
 
+def _cell(table: pd.DataFrame, strategy: str, metric: str) -> str:
+    if metric not in table.columns or np.isnan(table.at[strategy, metric]):
+        return "n/a"
+    return (f"{table.at[strategy, metric]:.3f} [{table.at[strategy, metric + '_lo']:.3f}, "
+            f"{table.at[strategy, metric + '_hi']:.3f}]")
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """Strategies as columns, metrics as rows: 'value [lo, hi]' reads well even for many classes."""
     metrics = metric_columns(table)
     header = "| metric | " + " | ".join(table.index) + " |"
     lines = [header, "|---" * (len(table.index) + 1) + "|"]
     for m in metrics:
-        cells = [f"{table.at[s, m]:.3f} [{table.at[s, m + '_lo']:.3f}, {table.at[s, m + '_hi']:.3f}]"
-                 if not np.isnan(table.at[s, m]) else "n/a" for s in table.index]
+        cells = [_cell(table, s, m) for s in table.index]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -88,13 +94,6 @@ def site_table(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     f"{metric}_hi": frame.at[metric, "hi"]}
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
-
-
-def _cell(table: pd.DataFrame, strategy: str, metric: str) -> str:
-    if metric not in table.columns or np.isnan(table.at[strategy, metric]):
-        return "n/a"
-    return (f"{table.at[strategy, metric]:.3f} [{table.at[strategy, metric + '_lo']:.3f}, "
-            f"{table.at[strategy, metric + '_hi']:.3f}]")
 
 
 def inside_and_outside(table: pd.DataFrame, external: pd.DataFrame, site: str,
