@@ -248,8 +248,10 @@ def runs_cleanup(experiment):
 @click.option("--min-delta", type=float, default=0.005, show_default=True,
               help="How much better than the current alias holder (same split) the run must be.")
 @click.option("--force", is_flag=True, help="Give it the alias even if it does not pass.")
+@click.option("--onnx", is_flag=True, help="Also export the classifier to ONNX (`xraytrack export`) "
+              "and register it as NAME-onnx with the same alias: it serves without TensorFlow.")
 @friendly_errors
-def register(experiment, metric, name, mode, alias, min_delta, force):
+def register(experiment, metric, name, mode, alias, min_delta, force, onnx):
     """Register the best FINISHED run's classifier; it takes the alias only if it beats the
     current holder by --min-delta on the same split, else it becomes 'challenger'."""
     from xraytrack.tracking.registry import register_best
@@ -258,9 +260,45 @@ def register(experiment, metric, name, mode, alias, min_delta, force):
     value = f"{metric} = {done.run.data.metrics[metric]:.4f}"
     if done.version is None:
         click.echo(f"Nothing registered: {done.reason}; models:/{name}@{alias}")
-        return
-    click.echo(f"Registered {name} version {done.version.version} from run {done.run.info.run_id} "
-               f"(chosen by {value}) as {done.alias}: {done.reason}; models:/{name}@{done.alias}")
+    else:
+        click.echo(f"Registered {name} version {done.version.version} from run {done.run.info.run_id} "
+                   f"(chosen by {value}) as {done.alias}: {done.reason}; models:/{name}@{done.alias}")
+    if onnx:
+        _register_onnx(done, metric, f"{name}-onnx")
+
+
+def _register_onnx(done, metric: str, name: str) -> None:
+    from xraytrack.serving.export import export_run
+    from xraytrack.tracking.registry import register_twin
+
+    exported = export_run(done.run.info.run_id)
+    click.echo(_exported_line(exported))
+    version = register_twin(done, metric, exported.model_uri, name)
+    if version is None:
+        click.echo(f"Nothing registered: its ONNX classifier already is models:/{name}@{done.alias}")
+    else:
+        click.echo(f"Registered {name} version {version.version} as {done.alias}; "
+                   f"models:/{name}@{done.alias}")
+
+
+def _exported_line(exported) -> str:
+    if exported.reused:
+        return f"Run {exported.run_id} already has its ONNX classifier: {exported.model_uri}"
+    return (f"Exported run {exported.run_id} to ONNX ({exported.model_uri}); largest difference "
+            f"from Keras {exported.max_difference:.1e}")
+
+
+@main.command()
+@click.argument("model_ref")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@friendly_errors
+def export(model_ref, fmt):
+    """Log a run's classifier again as ONNX (model 'classifier_onnx' of the same run): same
+    request and answer, served by ONNX Runtime without TensorFlow. MODEL_REF: a run id, runs:/ or
+    models:/ URI. Refuses a graph whose probabilities differ from Keras' by more than 1e-4."""
+    from xraytrack.serving.export import export_run
+
+    click.echo(_exported_line(export_run(model_ref, fmt)))
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """The served model: encoded PNG/JPEG bytes in, a label and one probability per class out.
 
-It wraps the trained Keras model with the exact preprocessing of training (``data.images``:
-decode to 8-bit grayscale, resize), so a client never needs to know the input size or scaling.
+It wraps the trained network (Keras here, ONNX Runtime in ``onnx_classifier``) with the exact
+preprocessing of training (``data.images``: decode to 8-bit grayscale, resize), so a client never needs to know the input size or scaling.
 Requests are a DataFrame with one column, ``image``, of base64 strings: the form
 ``mlflow models serve`` accepts as JSON. Malformed rows raise ``INVALID_PARAMETER_VALUE``, which
 the scoring server answers with HTTP 400 and keeps serving.
@@ -54,14 +54,36 @@ def decode_request_row(row: int, value, img_size: int) -> np.ndarray:
         raise _bad_request(f"row {row}: not a readable PNG/JPEG/DICOM image ({exc})") from None
 
 
-class XrayClassifier(mlflow.pyfunc.PythonModel):
+class ImageClassifier(mlflow.pyfunc.PythonModel):
+    """The request contract every served classifier keeps, whatever runs the network: rows of
+    encoded images in, a label and calibrated probabilities out. A subclass only says how to get
+    raw network outputs for a batch of pixels (``network_outputs``)."""
+
+    calibration = Calibration()
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if COLUMN not in model_input or len(model_input) == 0:
+            raise _bad_request(f"send at least one row with an '{COLUMN}' column")
+        pixels = [decode_request_row(i, v, self.img_size) for i, v in enumerate(model_input[COLUMN])]
+        return self.predict_pixels(np.stack(pixels))
+
+    def predict_pixels(self, pixels: np.ndarray) -> pd.DataFrame:
+        """Decoded 8-bit images (N, H, W) in; the whole request is batched, never image by image."""
+        probs = self.calibration.apply(self.network_outputs(pixels[..., None].astype("float32")))
+        out = pd.DataFrame(probs.astype("float64"), columns=self.classes)
+        out.insert(0, "label", [self.classes[i] for i in probs.argmax(axis=1)])
+        return out
+
+    def network_outputs(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class XrayClassifier(ImageClassifier):
     """MLflow pyfunc around the Keras model; ``predict_pixels`` serves already-decoded images.
 
     It is logged by ``tracking.model_logging.log_classifier``. Models logged before xraytrack
     0.2 import it as ``xraytrack.classifier``, which still works (a shim module).
     """
-
-    calibration = Calibration()
 
     @classmethod
     def from_keras(cls, model, classes, img_size: int,
@@ -81,18 +103,8 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
         # Models logged before calibration existed have no temperature: T = 1.
         self.calibration = Calibration.from_metadata(context.model_config)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if COLUMN not in model_input or len(model_input) == 0:
-            raise _bad_request(f"send at least one row with an '{COLUMN}' column")
-        pixels = [decode_request_row(i, v, self.img_size) for i, v in enumerate(model_input[COLUMN])]
-        return self.predict_pixels(np.stack(pixels))
-
-    def predict_pixels(self, pixels: np.ndarray) -> pd.DataFrame:
-        probs = self.calibration.apply(self.model.predict(pixels[..., None].astype("float32"),
-                                                          verbose=0))
-        out = pd.DataFrame(probs.astype("float64"), columns=self.classes)
-        out.insert(0, "label", [self.classes[i] for i in probs.argmax(axis=1)])
-        return out
+    def network_outputs(self, batch: np.ndarray) -> np.ndarray:
+        return self.model.predict(batch, verbose=0)
 
 
 def example_png(img_size: int) -> bytes:

@@ -1,6 +1,7 @@
 """Log a run's models: the Keras model itself, and the image classifier that serving uses.
 
-``log_models`` is the one function that does it. MLflow infers pip requirements slowly (~50 s a
+``log_models`` is the one function that does it at the end of training; ``log_onnx_classifier``
+adds the classifier's ONNX twin later (``xraytrack export``). MLflow infers pip requirements slowly (~50 s a
 model), so they are pinned from this environment instead.
 """
 
@@ -23,13 +24,22 @@ from xraytrack.serving import classifier
 
 KERAS_MODEL = "model"  # Keras flavour: raw pixels in, probabilities out
 CLASSIFIER = "classifier"  # pyfunc: encoded images in, label and probabilities out
+ONNX_CLASSIFIER = "classifier_onnx"  # the same contract, served by ONNX Runtime (``export``)
+
+
+def _pinned(packages: list[str]) -> list[str]:
+    return [f"{p}=={importlib.metadata.version(p)}" for p in packages]
 
 
 def pip_requirements() -> list[str]:
     """Pinned from this environment: MLflow's inference of them takes ~50 s per model."""
     backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[keras.config.backend()]
-    packages = ["mlflow", "keras", backend, "numpy", "pillow", "pandas", "pydicom"]
-    return [f"{p}=={importlib.metadata.version(p)}" for p in packages]
+    return _pinned(["mlflow", "keras", backend, "numpy", "pillow", "pandas", "pydicom"])
+
+
+def onnx_requirements() -> list[str]:
+    """What the ONNX classifier needs to serve: no TensorFlow, no Keras."""
+    return _pinned(["mlflow", "onnxruntime", "numpy", "pillow", "pandas", "pydicom"])
 
 
 def input_example(img_size: int) -> np.ndarray:
@@ -89,6 +99,27 @@ def log_classifier(model: keras.Model, classes: tuple[str, ...], img_size: int,
             code_paths=[str(Path(xraytrack.__file__).parent)],
             metadata=_metadata(classes, img_size, calibration),
         )
+
+
+def log_onnx_classifier(onnx_path: str | Path, classes, img_size: int,
+                        calibration: Calibration = Calibration()):
+    """The image classifier again, its network an ONNX graph (``serving.onnx_classifier``): the
+    same request and answer as ``classifier``, served without TensorFlow."""
+    from xraytrack.serving.onnx_classifier import OnnxClassifier
+
+    example = classifier.request_frame([classifier.example_png(img_size)])
+    wrapper = OnnxClassifier.from_file(str(onnx_path), classes, img_size, calibration)
+    return mlflow.pyfunc.log_model(
+        name=ONNX_CLASSIFIER,
+        python_model=str(Path(classifier.__file__).with_name("served_onnx_model.py")),
+        artifacts={"onnx_model": str(onnx_path)},
+        model_config=_metadata(classes, img_size, calibration),
+        signature=infer_signature(example, wrapper.predict(None, example)),
+        input_example=example,
+        pip_requirements=onnx_requirements(),
+        code_paths=[str(Path(xraytrack.__file__).parent)],
+        metadata=_metadata(classes, img_size, calibration) | {"format": "onnx"},
+    )
 
 
 def log_models(model: keras.Model, classes: tuple[str, ...], img_size: int,

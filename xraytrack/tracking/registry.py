@@ -45,16 +45,21 @@ def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
     return pick(scored, key=lambda r: r.data.metrics[metric])
 
 
-def logged_model(run: Run, name: str):
-    """The model a run logged under ``name``: 'model' (Keras flavour) or 'classifier' (images in)."""
+def find_logged_model(run: Run, name: str):
+    """The model a run logged under ``name`` ('model', 'classifier', 'classifier_onnx'), or None."""
     models = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{name}'",
         output_format="list",
     )
-    if not models:
+    return models[0] if models else None
+
+
+def logged_model(run: Run, name: str):
+    found = find_logged_model(run, name)
+    if found is None:
         raise XrayTrackError(f"run {run.info.run_id} logged no '{name}' model")
-    return models[0]
+    return found
 
 
 def logged_model_uri(run: Run, name: str) -> str:
@@ -141,8 +146,22 @@ def register_best(experiment: str, metric: str = DEFAULT_METRIC, name: str = "xr
     return Registration(run, version, chosen, reason)
 
 
-def _register(run: Run, metric: str, name: str) -> ModelVersion:
-    version = mlflow.register_model(logged_model_uri(run, CLASSIFIER), name)
+def register_twin(done: Registration, metric: str, model_uri: str, name: str) -> ModelVersion | None:
+    """Register another format of ``done``'s classifier (its ONNX twin) under ``name`` with the
+    alias ``done`` got; None when that alias already points at this run's twin."""
+    run_id = done.run.info.run_id
+    current = current_version(name, done.alias)
+    if current is not None and current.tags.get("source_run_id") == run_id:
+        return None
+    version = _register(done.run, metric, name, model_uri)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version.version, "promotion", done.reason)
+    client.set_registered_model_alias(name, done.alias, version.version)
+    return version
+
+
+def _register(run: Run, metric: str, name: str, model_uri: str | None = None) -> ModelVersion:
+    version = mlflow.register_model(model_uri or logged_model_uri(run, CLASSIFIER), name)
     client = mlflow.MlflowClient()
     client.update_model_version(name, version.version, description=model_card(run, metric))
     tags = {k: f"{v:.4f}" for k, v in run.data.metrics.items()
