@@ -98,6 +98,82 @@ def mlflow_section(rows) -> str:
     ])
 
 
+SERVING_TITLE = "## 5. Serving: Keras vs ONNX"
+LATENCY_GOAL, THROUGHPUT_GOAL = 1.5, 2.0
+
+
+def serving_section(rows, run_line: str = "") -> str:
+    """The ONNX twin against the Keras classifier and against ONNX Runtime alone, with the goals
+    of issue 17: served batch-1 latency within 1.5x of bare ONNX Runtime, 2x Keras' requests/s."""
+    bare = _find(rows, "in process: bare ONNX Runtime")
+    onnx_pyfunc = _find(rows, "in process: ONNX classifier")
+    keras_http, onnx_http = _find(rows, "HTTP: Keras"), _find(rows, "HTTP: ONNX")
+    latency = onnx_http["p50_ms"] / bare["p50_ms"]
+    speedup = onnx_http["concurrent_requests_per_s"] / keras_http["concurrent_requests_per_s"]
+    envs = {r["case"]: r for r in rows if "env_mib" in r}
+    keras_env = next(r for c, r in envs.items() if "Keras" in c)["env_mib"]
+    onnx_env = next(r for c, r in envs.items() if "ONNX" in c)["env_mib"]
+    decode_ms = onnx_pyfunc["p50_ms"] - bare["p50_ms"]
+    http_ms = onnx_http["p50_ms"] - onnx_pyfunc["p50_ms"]
+    latency_verdict = "goal met" if latency <= LATENCY_GOAL else (
+        f"goal missed: of the {onnx_http['p50_ms'] - bare['p50_ms']:.1f} ms more, {decode_ms:.1f} ms "
+        f"is the classifier's own work (base64, image decode and resize, DataFrame, calibration; "
+        f"bare ONNX Runtime is given decoded pixels) and {http_ms:.1f} ms is MLflow's scoring "
+        "server (HTTP, JSON parsing, schema check). The model itself is no slower; a lighter "
+        "server or a binary request format would cut the second part, batching the first")
+    speed_verdict = "goal met" if speedup >= THROUGHPUT_GOAL else (
+        "goal missed: the server's one worker decodes and runs each request in turn; more "
+        "workers (`mlflow models serve -w 2`) or batching requests across clients would raise it")
+    return "\n".join([
+        SERVING_TITLE, "",
+        *([run_line, ""] if run_line else []),
+        "One MobileNetV2 at 160 px, its classifier logged twice: the Keras classifier and its ONNX "
+        "twin (`xraytrack export`), both taking a real X-ray file, base64, in the request. Latency: "
+        "batch 1, 50 calls; throughput: one request of 32 images. Each in-process row ran in a "
+        "fresh process (`heavy_modules`: which of TensorFlow, Keras, JAX, PyTorch it imported).", "",
+        table([r for r in rows if r["case"].startswith("in process")],
+              ["case", "p50_ms", "p95_ms", "batch32_images_per_s", "peak_rss_mib", "heavy_modules"]),
+        "",
+        "`mlflow models serve` (one worker, 127.0.0.1); then 8 concurrent clients send 25 "
+        "one-image requests each. `server_rss_mib` is the serving processes' resident memory "
+        "after that load.", "",
+        table([r for r in rows if r["case"].startswith("HTTP")],
+              ["case", "p50_ms", "p95_ms", "batch32_images_per_s", "concurrent_requests_per_s",
+               "concurrent_p50_ms", "concurrent_p95_ms", "server_rss_mib", "server_has_tensorflow"]),
+        "",
+        "What a serving image installs: a fresh environment with the logged model's "
+        "`requirements.txt`, measured on disk (no Docker on this machine; an image adds its base).",
+        "",
+        table(list(envs.values()), ["case", "env_mib", "requirements"]), "",
+        f"- ONNX served over HTTP, batch 1: p50 {onnx_http['p50_ms']:.1f} ms, **{latency:.2f}x** bare "
+        f"ONNX Runtime ({bare['p50_ms']:.1f} ms; goal <= {LATENCY_GOAL}x: {latency_verdict}). In "
+        f"process, the ONNX classifier (decode included) takes {onnx_pyfunc['p50_ms']:.1f} ms.",
+        "- Under 8 concurrent clients the ONNX server answers "
+        f"{onnx_http['concurrent_requests_per_s']:.1f} requests/s against Keras' "
+        f"{keras_http['concurrent_requests_per_s']:.1f}: **{speedup:.2f}x** (goal >= "
+        f"{THROUGHPUT_GOAL}x: {speed_verdict}).",
+        f"- Memory and size: the ONNX server holds {onnx_http['server_rss_mib']:,.0f} MiB against "
+        f"{keras_http['server_rss_mib']:,.0f} MiB with TensorFlow; its environment is "
+        f"{onnx_env:,.0f} MiB against {keras_env:,.0f} MiB.",
+    ])
+
+
+def replace_section(text: str, group: str, rows, machine: str, command: str, seconds: float,
+                    day: str) -> str:
+    """``text`` (docs/benchmarks.md) with only ``group``'s section new, saying its own run."""
+    if group != "serving":
+        raise SystemExit(f"--only supports: serving (not {group})")
+    run_line = (f"Run on its own: `{command}` ({seconds / 60:.1f} min, {day}); {machine}. Compare "
+                "its rows with each other, not with the other sections: another day on a shared "
+                "machine.")
+    section = serving_section(rows, run_line)
+    if SERVING_TITLE not in text:
+        return text.rstrip("\n") + "\n\n" + section + "\n"
+    head, rest = text.split(SERVING_TITLE, 1)
+    following = rest.find("\n## ")
+    return head + section + ("\n" + rest[following:] if following >= 0 else "\n")
+
+
 def render(results, machine: str, command: str, seconds: float, day: str) -> str:
     return "\n\n".join([
         "# Benchmarks",
@@ -107,4 +183,5 @@ def render(results, machine: str, command: str, seconds: float, day: str) -> str
         training_section(results["training"], results["epoch"]),
         inference_section(results["inference"]),
         mlflow_section(results["mlflow"]),
+        serving_section(results["serving"]),
     ]) + "\n"

@@ -36,12 +36,18 @@ def cases(quick: bool):
     yield "epoch", [("epoch_project", n), ("epoch_seed", n)]
     yield "inference", [("matmul_peak",), ("inference", "simple_cnn"), ("inference", "mobilenet")]
     yield "mlflow", [("mlflow_overhead", "tracked"), ("mlflow_overhead", "untracked")]
+    yield "serving", [("serving.py", "prepare")] + [
+        ("serving.py", "in_process", w) for w in ("keras", "onnx", "onnx_runtime")] + [
+        ("serving.py", "http", w) for w in ("keras", "onnx")] + [
+        ("serving.py", "environment", w) for w in ("keras", "onnx")]
 
 
 def run_case(args, env: dict | None = None) -> list[dict]:
+    """One case in its own process: ``bench/cases.py`` unless the first argument names a script."""
+    script, args = (args[0], args[1:]) if args[0].endswith(".py") else ("cases.py", args)
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"PYTHONPATH": path} | (env or {})
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "cases.py"), *args], env=env,
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], env=env,
                           capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"bench case {args} failed:\n{done.stderr[-3000:]}")
@@ -61,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer steps and images (a smoke run)")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--only", help="run one group (e.g. serving) and replace only its section "
+                        "of --out, which keeps the other sections and their own dates")
     args = parser.parse_args()
     os.environ.setdefault("XRAYTRACK_DATA_DIR", str(SHARED / "data" / "COVID-19_Radiography_Dataset"))
     os.environ.setdefault("XRAYTRACK_WEIGHTS", str(
@@ -69,14 +77,24 @@ def main() -> None:
     started = time.time()
     results: dict[str, list[dict]] = {}
     for group, group_cases in cases(args.quick):
+        if args.only and group != args.only:
+            continue
         for case in group_cases:
             print(f"... {' '.join(case)}", flush=True)
             results.setdefault(group, []).extend(run_case(case))
-    from report import render  # bench/report.py: the tables and what they say
+    from report import render, replace_section  # bench/report.py: the tables and what they say
 
-    text = render(results, machine(), " ".join(["python", "bench/run.py", *sys.argv[1:]]),
-                  time.time() - started, str(date.today()))
+    command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    if args.only:
+        text = replace_section(Path(args.out).read_text(), args.only, results[args.only], machine(),
+                               command, time.time() - started, str(date.today()))
+    else:
+        text = render(results, machine(), command, time.time() - started, str(date.today()))
     Path(args.out).write_text(text)
+    # every row as measured, beside the page, so a table can be re-read without re-running
+    rows_file = Path(args.out).with_suffix(".json")
+    saved = json.loads(rows_file.read_text()) if args.only and rows_file.exists() else {}
+    rows_file.write_text(json.dumps(saved | results, indent=1) + "\n")
     print(text)
 
 
