@@ -12,6 +12,7 @@ import numpy as np
 import psutil
 import pytest
 from click.testing import CliRunner
+from dicoms import write_xray
 from servers import free_port, mlflow_server, venv_env
 
 from xraytrack.cli import main
@@ -64,6 +65,8 @@ def test_onnx_classifier_answers_like_the_keras_classifier(tmp_path, dataset):
     classes, calibration = ["COVID", "Normal", "Viral Pneumonia"], Calibration(temperature=1.7)
     # more than one ONNX batch, with the RGBA, 16-bit and JPEG files of the synthetic set
     files = [f for f in sorted(dataset.rglob("images/*")) if f.name != "corrupt.png"][:40]
+    files.append(write_xray(tmp_path / "x.dcm", np.random.default_rng(0).integers(0, 4096, (40, 40)),
+                            window=(2048, 4096)))
     frame = request_frame([f.read_bytes() for f in files])
     ours = OnnxClassifier.from_file(str(tmp_path / "m.onnx"), classes, 32, calibration).predict(None, frame)
     theirs = XrayClassifier.from_keras(model, classes, 32, calibration).predict(None, frame)
