@@ -3,6 +3,7 @@
 import io
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import quick_config
@@ -50,12 +51,43 @@ def test_a_rerun_reuses_strategies_that_already_finished(dataset, monkeypatch):
     assert trained == ["undersample"]
 
 
+def test_seeds_train_every_strategy_per_seed_and_choose_by_the_mean(dataset, monkeypatch):
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    parent_id = run_comparison(cfg, ["none", "oversample"], n_boot=20, seeds=["1", "2"])
+    parent = mlflow.get_run(parent_id)
+    children = mlflow.search_runs(experiment_ids=[parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                  output_format="list")
+    arms = sorted((r.data.tags["xraytrack.strategy"], r.data.params["cfg.seed"]) for r in children)
+    assert arms == [("none", "1"), ("none", "2"), ("oversample", "1"), ("oversample", "2")]
+    assert len({r.data.params["data.split_digest"] for r in children}) == 1
+    # the parent's mean and sd are its children's own test scores, strategy by strategy
+    for strategy in ("none", "oversample"):
+        scores = [r.data.metrics["test_macro_f1"] for r in children
+                  if r.data.tags["xraytrack.strategy"] == strategy]
+        assert parent.data.metrics[f"{strategy}_macro_f1_mean"] == pytest.approx(np.mean(scores))
+        assert parent.data.metrics[f"{strategy}_macro_f1_sd"] == pytest.approx(np.std(scores, ddof=1))
+    means = {s: parent.data.metrics[f"{s}_macro_f1_mean"] for s in ("none", "oversample")}
+    assert parent.data.tags["xraytrack.best_strategy"] == max(means, key=means.get)
+    assert parent.data.metrics["best_macro_f1"] == pytest.approx(max(means.values()))
+    assert "± " in mlflow.artifacts.load_text(f"runs:/{parent_id}/comparison_seeds.md")
+
+    trained = []
+    real = compare_mod.run_training
+    monkeypatch.setattr(compare_mod, "run_training",
+                        lambda c, **kw: trained.append((c.balance, c.seed)) or real(c, **kw))
+    run_comparison(cfg, ["none", "oversample"], n_boot=20, seeds=["1", "2", "3"])
+    assert trained == [("none", 3), ("oversample", 3)]  # finished seeds are reused
+
+
 def test_bad_settings_are_errors_before_anything_runs(dataset):
     cfg = quick_config(dataset, epochs=1)
     with pytest.raises(XrayTrackError, match="unknown balancing strategy"):
         run_comparison(cfg, ["none", "smote"])
     with pytest.raises(XrayTrackError, match="unknown metric 'recall_lung_opacity'"):
         run_comparison(cfg, ["none"], select_metric="recall_lung_opacity")
+    with pytest.raises(XrayTrackError, match="two or more different seeds"):
+        run_comparison(cfg, ["none"], seeds=["1", "1"])
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 

@@ -332,6 +332,8 @@ def predict(model_uri, paths, out, batch_size):
               "internal ones.")
 @click.option("--site", type=STR, help="Name of the external site (default as `evaluate`).")
 @click.option("--label-map", type=STR, help="Rename the external set's labels first.")
+@click.option("--seeds", type=STR, help="Train every strategy once per seed (1,2,3) on the same "
+              "split; the best strategy is the one with the best mean.")
 @data_options
 @click.option("--epochs", type=INT)
 @click.option("--batch-size", type=INT)
@@ -340,7 +342,7 @@ def predict(model_uri, paths, out, batch_size):
 @click.option("--experiment", type=STR)
 @friendly_errors
 def compare(config_path, strategies, select_metric, n_bootstrap, external_dir, site, label_map,
-            data_dir, classes, learning_rate, **overrides):
+            seeds, data_dir, classes, learning_rate, **overrides):
     """Train one child run per class-balancing strategy and compare them with bootstrap CIs;
     with --external-dir, also at another site."""
     from xraytrack.data.labelled import parse_label_map
@@ -351,7 +353,7 @@ def compare(config_path, strategies, select_metric, n_bootstrap, external_dir, s
     external = (ExternalSet(external_dir, site, parse_label_map(label_map)) if external_dir
                 else None)
     run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
-                   n_bootstrap or 1000, external)
+                   n_bootstrap or 1000, external, split_list(seeds))
 
 
 @main.command()

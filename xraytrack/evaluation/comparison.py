@@ -82,6 +82,27 @@ def summary(table: pd.DataFrame, classes: tuple[str, ...], baseline: str = "none
     return "\n".join(lines) + "\n"
 
 
+def across_seeds(table: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per strategy: ``<metric>_mean`` and ``<metric>_sd`` (n - 1) over its rows of
+    ``table`` (one per seed)."""
+    rows = {}
+    for strategy, labels in groups.items():
+        values = table.loc[labels, metric_columns(table)].astype(float)
+        rows[strategy] = ({f"{m}_mean": v for m, v in values.mean().items()}
+                          | {f"{m}_sd": v for m, v in values.std(ddof=1).items()})
+    return pd.DataFrame(rows).T.rename_axis("strategy")
+
+
+def seeds_markdown(spread: pd.DataFrame) -> str:
+    """Strategies as columns, metrics as rows, 'mean ± sd' in each cell."""
+    metrics = [c[:-len("_mean")] for c in spread.columns if c.endswith("_mean")]
+    lines = ["| metric | " + " | ".join(spread.index) + " |", "|---" * (len(spread.index) + 1) + "|"]
+    for m in metrics:
+        cells = [f"{spread.at[s, m + '_mean']:.3f} ± {spread.at[s, m + '_sd']:.3f}" for s in spread.index]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def site_table(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Each strategy's external scores (``value, lo, hi`` rows from its evaluation run) in the
     shape of ``compare``'s table, so ``to_markdown`` prints both alike. Metrics are kept in

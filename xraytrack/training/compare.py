@@ -1,5 +1,9 @@
 """The comparison entry point: one child run per balancing strategy, one parent that compares.
 
+With ``seeds`` every strategy is trained once per seed (children ``<strategy> seed <n>``, the same
+split for all): the bootstrap table then has a row per child, and ``comparison_seeds.md`` gives
+each strategy's mean ± sd over its seeds, which is what picks the best strategy.
+
 The numbers compared are the children's own test predictions (``predictions.csv``), scored by
 ``evaluation.metrics.scores`` as the children were; with an external set, each strategy's model
 is also evaluated there by ``evaluation.site`` (one nested evaluation run each) and its scores
@@ -22,17 +26,29 @@ from xraytrack.evaluation.site import evaluate_site, read_site_scores, site_name
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
 from xraytrack.training import balancing
+from xraytrack.training.repeats import check_seeds
 from xraytrack.training.train import resolve, run_training
 
 
-def compare_key(cfg: TrainConfig) -> str:
-    """Identifies the comparison (any strategy), so a re-run can reuse finished strategies."""
+def compare_key(cfg: TrainConfig, seeded: bool = False) -> str:
+    """Identifies the comparison (any strategy, and any seed when seeded), so a re-run can reuse
+    finished children."""
+    if seeded:
+        return dataclasses.replace(cfg, balance="none", seed=0).resume_key(role="compare-seeds")
     return dataclasses.replace(cfg, balance="none").resume_key(role="compare")
 
 
-def finished_child(experiment_id: str, key: str, strategy: str) -> str | None:
-    run = runs.latest_finished(experiment_id, {"xraytrack.compare_key": key,
-                                               "xraytrack.strategy": strategy})
+def arm_label(strategy: str, seed: int | None) -> str:
+    return strategy if seed is None else f"{strategy} seed {seed}"
+
+
+def child_tags(key: str, strategy: str, seed: int | None) -> dict[str, str]:
+    tags = {"xraytrack.compare_key": key, "xraytrack.strategy": strategy}
+    return tags if seed is None else tags | {"xraytrack.seed": str(seed)}
+
+
+def finished_child(experiment_id: str, key: str, strategy: str, seed: int | None = None) -> str | None:
+    run = runs.latest_finished(experiment_id, child_tags(key, strategy, seed))
     return run.info.run_id if run else None
 
 
@@ -72,43 +88,39 @@ def evaluate_externally(cfg: TrainConfig, child: str, strategy: str, external: E
 
 
 def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1",
-                   n_boot: int = 1000, external: ExternalSet | None = None) -> str:
+                   n_boot: int = 1000, external: ExternalSet | None = None, seeds=None) -> str:
     cfg, _ = resolve(cfg)
     strategies = balancing.check_strategies(strategies)
+    seeds = check_seeds(seeds) if seeds else None
     known = metrics.score_names(cfg.classes)
     if select_metric not in known:
         raise XrayTrackError(f"unknown metric {select_metric!r}; choose one of {', '.join(sorted(known))}")
     external = external.checked() if external else None
-    key = compare_key(cfg)
+    key = compare_key(cfg, seeded=bool(seeds))
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"compare-{cfg.architecture}") as parent:
         mlflow.log_params(cfg.params() | {"compare.strategies": ",".join(strategies),
                                           "compare.select_metric": select_metric,
                                           "compare.n_boot": n_boot})
+        if seeds:
+            mlflow.log_param("repeats.seeds", ",".join(map(str, seeds)))
         if external:
             mlflow.log_params({"compare.external_dir": external.source,
                                "compare.external_site": external.site})
         mlflow.set_tags({"xraytrack.compare_key": key, "xraytrack.role": "comparison"})
         runs.log_system_info()
         predictions, children, paths, evaluations = {}, {}, None, {}
-        for strategy in strategies:
-            child = finished_child(parent.info.experiment_id, key, strategy)
-            if child:
-                print(f"Strategy {strategy}: reusing finished run {child}")
-            else:
-                print(f"Strategy {strategy}: training")
-                child = run_training(
-                    dataclasses.replace(cfg, balance=strategy, run_name=strategy), nested=True,
-                    tags={"xraytrack.compare_key": key, "xraytrack.strategy": strategy})
+        for strategy, seed in [(s, seed) for s in strategies for seed in (seeds or (None,))]:
+            label = arm_label(strategy, seed)
+            child = _child(cfg, key, strategy, seed, parent.info.experiment_id)
             tested = read_predictions(child, cfg.classes)
             if paths is not None and tested.paths != paths:
-                raise XrayTrackError(f"strategy {strategy} was tested on a different split")
-            paths, children[strategy] = tested.paths, child
-            predictions[strategy] = (tested.y_true, tested.probs)
+                raise XrayTrackError(f"{label} was tested on a different split")
+            paths, children[label] = tested.paths, child
+            predictions[label] = (tested.y_true, tested.probs)
             if external:
-                evaluations[strategy] = evaluate_externally(cfg, child, strategy, external,
-                                                            parent.info.experiment_id, n_boot)
+                evaluations[label] = evaluate_externally(cfg, child, label, external,
+                                                         parent.info.experiment_id, n_boot)
         table = comparison.compare(predictions, cfg.classes, n_boot=n_boot, seed=cfg.seed)
-        best = table[select_metric].idxmax()
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(comparison.to_markdown(table) + "\n" +
                         comparison.summary(table, cfg.classes), "comparison.md")
@@ -118,13 +130,47 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "roc"), "roc_by_strategy.png")
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "pr"), "pr_by_strategy.png")
         log_figure(plots.interval_bars_figure(table, select_metric), f"{select_metric}_by_strategy.png")
+        mlflow.log_metrics({f"{metrics.metric_name(label)}_{select_metric}": table.at[label, select_metric]
+                            for label in table.index})
+        best = (_log_seeds(table, strategies, seeds, select_metric) if seeds
+                else table[select_metric].idxmax())
+        best_value = (table.loc[[arm_label(best, s) for s in seeds], select_metric].mean() if seeds
+                      else table.at[best, select_metric])
         mlflow.set_tag("xraytrack.best_strategy", best)
         mlflow.log_param("compare.best_strategy", best)
-        mlflow.log_metrics({f"best_{select_metric}": table.at[best, select_metric]} |
-                           {f"{s}_{select_metric}": table.at[s, select_metric] for s in strategies})
+        mlflow.log_metric(f"best_{select_metric}", best_value)
         print(comparison.to_markdown(table))
-        print(f"Best strategy by {select_metric}: {best}")
+        print(f"Best strategy by {select_metric}{' (mean over seeds)' if seeds else ''}: {best}")
         return parent.info.run_id
+
+
+def _child(cfg: TrainConfig, key: str, strategy: str, seed: int | None, experiment_id: str) -> str:
+    label = arm_label(strategy, seed)
+    child = finished_child(experiment_id, key, strategy, seed)
+    if child:
+        print(f"{label}: reusing finished run {child}")
+        return child
+    print(f"{label}: training")
+    arm = dataclasses.replace(cfg, balance=strategy, run_name=label.replace(" ", "-"),
+                              seed=cfg.seed if seed is None else seed)
+    return run_training(arm, nested=True, tags=child_tags(key, strategy, seed))
+
+
+def _log_seeds(table, strategies, seeds, select_metric: str) -> str:
+    """Each strategy's mean ± sd over its seeds (``comparison_seeds.md/.csv`` and the parent's
+    ``<strategy>_<metric>_mean/_sd``); returns the strategy with the best mean."""
+    groups = {s: [arm_label(s, seed) for seed in seeds] for s in strategies}
+    spread = comparison.across_seeds(table, groups)
+    mlflow.log_text(spread.to_csv(), "comparison_seeds.csv")
+    mlflow.log_text(f"# Each strategy over seeds {', '.join(map(str, seeds))}\n\n"
+                    "Mean ± sd (n - 1) of each child's test score; the split is the same for every "
+                    "child, so the spread is the seeds'.\n\n" + comparison.seeds_markdown(spread),
+                    "comparison_seeds.md")
+    mlflow.log_metrics({f"{metrics.metric_name(s)}_{select_metric}_{stat}":
+                        spread.at[s, f"{select_metric}_{stat}"]
+                        for s in strategies for stat in ("mean", "sd")})
+    print(comparison.seeds_markdown(spread))
+    return spread[f"{select_metric}_mean"].idxmax()
 
 
 def _log_external(table, evaluations: dict[str, str], site: str, select_metric: str,
