@@ -162,6 +162,8 @@ def main(verbose: bool):
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
 @click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
 @click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
+@click.option("--distribute", type=STR, help="auto (every GPU when there are two or more), none, "
+              "or data_parallel (every local device); --batch-size stays the global batch.")
 @click.option("--seeds", type=STR, help="Repeat with each seed (1,2,3): one child run per seed, "
               "the parent reports mean, sd, min and max of every test metric.")
 @click.option("--experiment", type=STR, help="MLflow experiment (ignored under `mlflow run`).")
@@ -337,6 +339,7 @@ def predict(model_uri, paths, out, batch_size):
 @data_options
 @click.option("--epochs", type=INT)
 @click.option("--batch-size", type=INT)
+@click.option("--distribute", type=STR, help="auto, none or data_parallel, as for train.")
 @click.option("--learning-rate", type=FLOAT)
 @click.option("--weights", type=STR)
 @click.option("--experiment", type=STR)

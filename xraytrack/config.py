@@ -12,8 +12,9 @@ import yaml
 
 from xraytrack.errors import XrayTrackError
 
-# Settings that do not change what is computed, so they do not break resuming.
-VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit"}
+# Settings that do not change what is computed, so they do not break resuming. ``distribute``
+# changes only where a step runs (a data-parallel step is the same step, up to float rounding).
+VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit", "cfg.distribute"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TrainConfig:
     experiment: str = "xraytrack"
     run_name: str | None = None
     cache_dir: str | None = None
+    distribute: str = "auto"  # auto, none or data_parallel (training.distribute)
 
     @property
     def monitor_mode(self) -> str:

@@ -18,7 +18,7 @@ from xraytrack.evaluation import metrics, test_split
 from xraytrack.explain import audit, lungs
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 from xraytrack.tracking import model_logging, runs
-from xraytrack.training import balancing, calibrate, fitting
+from xraytrack.training import balancing, calibrate, distribute, fitting
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
@@ -76,12 +76,17 @@ def seeded_model(cfg: TrainConfig, hp: kt.HyperParameters) -> keras.Model:
 
 
 def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
-                  hp: kt.HyperParameters) -> dict[str, float]:
-    """Everything a training run logs, into the active MLflow run; returns the test scores."""
+                  hp: kt.HyperParameters,
+                  placement: distribute.Placement | None = None) -> dict[str, float]:
+    """Everything a training run logs, into the active MLflow run; returns the test scores.
+    Fitting happens on ``placement``'s devices, everything after it on one device."""
+    placement = placement or distribute.Placement(distribute.Plan("none"))
     mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
     runs.log_system_info()
     log_data(data)
-    fitting.fit(model, data, cfg)
+    with placement.scope():
+        fitting.fit(model, data, cfg)
+    model = placement.single_device(model)
     scores, probs = test_split.evaluate_and_log(model, data, cfg.batch_size)
     val_probs = calibrate.validate(model, data, cfg.batch_size)
     calibration = calibrate.calibrate(data.labels("val"), val_probs, data.classes)
@@ -103,10 +108,13 @@ def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = Non
     cfg, index = resolve(cfg)
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
-    model = seeded_model(cfg, hp)
+    placement = distribute.Placement(distribute.plan(cfg.distribute, cfg.batch_size))
+    with placement.scope():
+        model = seeded_model(cfg, hp)
     with fitting.exclusive(cfg), runs.tracked_run(cfg.experiment, cfg.run_name,
                                                   nested=nested) as run:
         mlflow.set_tags(tags or {})
-        train_and_log(cfg, load_data(cfg, index), model, hp)
+        mlflow.log_params(placement.plan.params(cfg.batch_size))
+        train_and_log(cfg, load_data(cfg, index), model, hp, placement)
         print(f"MLflow run {run.info.run_id} (experiment {run.info.experiment_id})")
         return run.info.run_id
