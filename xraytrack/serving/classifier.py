@@ -1,7 +1,8 @@
 """The served model: encoded PNG/JPEG bytes in, a label and one probability per class out.
 
 It wraps the trained network (Keras here, ONNX Runtime in ``onnx_classifier``) with the exact
-preprocessing of training (``data.images``: decode to 8-bit grayscale, resize), so a client never needs to know the input size or scaling.
+preprocessing of training (``data.images``: decode to 8-bit grayscale, resize), so a client
+never needs to know the input size or scaling.
 Requests are a DataFrame with one column, ``image``, of base64 strings: the form
 ``mlflow models serve`` accepts as JSON. Malformed rows raise ``INVALID_PARAMETER_VALUE``, which
 the scoring server answers with HTTP 400 and keeps serving.

@@ -1,5 +1,5 @@
 """The same served classifier, its network run by ONNX Runtime: no TensorFlow or Keras in the
-serving process (about a tenth of the memory, and a much smaller environment).
+serving process: half the memory and a quarter of the environment (docs/benchmarks.md).
 
 The ONNX graph is the Keras model's inference pass (raw 0-255 pixels in, uncalibrated softmax
 out, exported by ``serving.onnx_export``); decoding, resizing and the temperature stay in
