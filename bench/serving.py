@@ -129,21 +129,12 @@ def _post(base: str, body: bytes) -> float:
 
 
 def _server_memory(port: int) -> tuple[float, bool]:
-    """Resident MiB of the serving process group, and whether it mapped a TensorFlow library."""
-    import psutil
+    """Resident MiB of the serving processes, and whether they mapped a TensorFlow library."""
+    from servers import server_processes
 
-    listener = next(c.pid for c in psutil.net_connections("tcp")
-                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
-    group = os.getpgid(listener)
-    rss, tensorflow = 0, False
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) != group:
-                continue
-            rss += proc.memory_info().rss
-            tensorflow |= any("tensorflow" in m.path.lower() for m in proc.memory_maps())
-        except (psutil.Error, ProcessLookupError):
-            continue  # ended while we looked
+    procs = server_processes(port)
+    rss = sum(p.memory_info().rss for p in procs)
+    tensorflow = any("tensorflow" in m.path.lower() for p in procs for m in p.memory_maps())
     return rss / 2**20, tensorflow
 
 

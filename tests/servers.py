@@ -52,3 +52,22 @@ def mlflow_server(args: list[str], health: str, timeout: float = 180, log_dir: P
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
         log.close()
+
+
+def server_processes(port: int) -> list:
+    """The processes (psutil) of the server listening on ``port``: its whole process group,
+    since ``mlflow models serve`` answers from a worker child."""
+    import psutil
+
+    listener = next(c.pid for c in psutil.net_connections("tcp")
+                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
+    group = os.getpgid(listener)
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == group:
+                found.append(proc)
+        except (psutil.Error, ProcessLookupError):
+            continue  # a process that ended while we looked
+    return found
+

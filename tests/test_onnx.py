@@ -1,7 +1,6 @@
 """The classifier exported to ONNX: same probabilities as Keras, served without TensorFlow."""
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -9,11 +8,10 @@ import urllib.request
 import keras
 import mlflow
 import numpy as np
-import psutil
 import pytest
 from click.testing import CliRunner
 from dicoms import write_xray
-from servers import free_port, mlflow_server, venv_env
+from servers import free_port, mlflow_server, server_processes, venv_env
 
 from xraytrack.cli import main
 from xraytrack.evaluation.calibration import Calibration
@@ -115,18 +113,8 @@ def test_export_of_an_unknown_run_is_one_line(trained):
 
 
 def _mapped_libraries(port: int) -> set[str]:
-    """Shared libraries mapped by the server listening on ``port`` and its process group."""
-    listener = next(c.pid for c in psutil.net_connections("tcp")
-                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
-    group = os.getpgid(listener)
-    paths = set()
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == group:
-                paths |= {m.path for m in proc.memory_maps()}
-        except (psutil.Error, ProcessLookupError):
-            continue  # a process that ended while we looked
-    return paths
+    """Shared libraries mapped by the server listening on ``port``."""
+    return {m.path for proc in server_processes(port) for m in proc.memory_maps()}
 
 
 def test_register_onnx_serves_the_champion_over_http_without_tensorflow(trained, tmp_path):
