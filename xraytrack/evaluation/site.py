@@ -24,7 +24,7 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import bootstrap, metrics, operating_points, plots, reliability, shift
 from xraytrack.evaluation.predictions import read_predictions
 from xraytrack.evaluation.test_split import log_figure
-from xraytrack.tracking import runs
+from xraytrack.tracking import inputs, runs
 from xraytrack.tracking.loading import TrainedModel, load_trained
 from xraytrack.tracking.model_logging import CLASSIFIER
 from xraytrack.tracking.registry import logged_model
@@ -178,7 +178,7 @@ def _log(trained, ref, files, images: SiteImages, probs, here, internal, drift, 
         warnings.filterwarnings("ignore", message="The specified dataset source")
         dataset = mlflow.data.from_pandas(images.frame, source=files.root.as_uri(), name=name,
                                           targets="label")
-    mlflow.log_input(dataset, context="evaluation")
+    inputs.log_input(dataset, context="evaluation")
     values = metrics.prefixed(here["value"].to_dict(), "")
     classifier = logged_model(mlflow.get_run(trained.run_id), CLASSIFIER)  # what is served
     mlflow.log_metrics(values, model_id=classifier.model_id, dataset=dataset)

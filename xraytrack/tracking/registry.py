@@ -96,12 +96,23 @@ class Registration:
 
 
 def current_version(name: str, alias: str) -> ModelVersion | None:
+    """The version holding ``alias``; None when there is none, or no such model yet."""
+    client = mlflow.MlflowClient()
     try:
-        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
+        # MLflow's basic-auth server answers 403, not 404, for a model that does not exist yet
+        if exc.error_code == "PERMISSION_DENIED" and not _visible(client, name):
+            return None
         raise
+
+
+def _visible(client: mlflow.MlflowClient, name: str) -> bool:
+    """Whether a registered model ``name`` exists that this user may read."""
+    escaped = name.replace("'", "\\'")
+    return any(m.name == name for m in client.search_registered_models(f"name = '{escaped}'"))
 
 
 def promotion(run: Run, current: ModelVersion | None, metric: str, mode: str,

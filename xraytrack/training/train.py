@@ -17,7 +17,7 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import metrics, test_split
 from xraytrack.explain import audit, lungs
 from xraytrack.models import ModelSpec, build_model, hyperparameters
-from xraytrack.tracking import model_logging, runs
+from xraytrack.tracking import inputs, model_logging, runs
 from xraytrack.training import balancing, calibrate, distribute, fitting
 
 
@@ -56,7 +56,7 @@ def log_data(data: PreparedData) -> None:
         warnings.filterwarnings("ignore", message="The specified dataset source")
         dataset = mlflow.data.from_pandas(frame, source=split.index.root.as_uri(),
                                           name=split.index.root.name, targets="class")
-    mlflow.log_input(dataset, context="training")
+    inputs.log_input(dataset, context="training")
 
 
 def audit_test_split(model, data: PreparedData, probs, batch_size: int) -> None:
