@@ -1,6 +1,7 @@
 """Faults a user meets, with real processes on synthetic data, each bounded in time:
-SIGKILL and resume, two runs at once, a dead tracking server, another store, small and hostile
-folders, huge images, names that are not UTF-8 (docs/reliability.md lists what the user sees)."""
+SIGKILL and resume, two runs at once, a tracking server down at the start, another store, small
+and hostile folders, huge images, names that are not UTF-8 (docs/reliability.md lists what the
+user sees; a server lost mid-run is tested in tests/test_tracking_server.py)."""
 
 import json
 import os
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 from conftest import class_image, make_dataset
 from helpers import interrupted_run, quick_config
 from PIL import Image
-from servers import free_port, mlflow_server, venv_env
+from servers import mlflow_server, venv_env
 
 from xraytrack.cli import main
 from xraytrack.serving.classifier import encode_image
@@ -237,38 +238,3 @@ def test_a_huge_image_is_refused_by_the_server_without_the_memory(trained, tmp_p
         status, out = post(base, number)
         assert status == 400 and "got int" in out["message"]
         assert post(base, {"dataframe_split": {"columns": ["image"], "data": [[good]]}})[0] == 200
-
-
-def test_a_tracking_server_lost_mid_run_ends_with_one_line_and_resumes(dataset, tmp_path):
-    """The server goes away after two epochs: the command ends by itself within minutes with one
-    line; once the server is back, the same command resumes from the checkpoint."""
-    config, store = write_config(tmp_path), f"sqlite:///{tmp_path / 'server.db'}"
-    args = ["server", "--backend-store-uri", store, "--host", "127.0.0.1", "--workers", "1"]
-    port = free_port()
-    with mlflow_server(args, "/health", log_dir=tmp_path, port=port) as base:
-        proc = start(train_cmd(config, dataset), tmp_path, "lost", MLFLOW_TRACKING_URI=base)
-        deadline = time.monotonic() + 240
-        while not any(json.loads(m.read_text())["epoch"] >= 2 for m in Path(
-                os.environ["XRAYTRACK_CACHE_DIR"]).glob("checkpoints/*/backup/training_metadata.json")):
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "lost.log").read_text()
-            time.sleep(0.2)
-    lost_at = time.monotonic()
-    code = proc.wait(timeout=300)  # the server is gone now
-    log = (tmp_path / "lost.log").read_text()
-    assert code == 1, log[-3000:]
-    assert time.monotonic() - lost_at < 120  # not the 38 epochs left, not MLflow's retries
-    assert "lost the tracking store at http://127.0.0.1" in log and "Connection refused" in log
-    assert "re-run the same command once the store is back" in log and "Traceback" not in log
-    assert "could not mark" not in log  # one line, not one per thing that failed
-    with mlflow_server(args, "/health", log_dir=tmp_path, port=port) as base:
-        done = subprocess.run(train_cmd(config, dataset), capture_output=True, text=True,
-                              timeout=600, env=venv_env(MLFLOW_TRACKING_URI=base))
-        assert done.returncode == 0, done.stderr[-3000:]
-        client = mlflow.MlflowClient(base)
-        runs = client.search_runs([client.get_experiment_by_name("faults").experiment_id])
-        statuses = sorted(r.info.status for r in runs)
-        assert statuses == ["FINISHED", "KILLED"], statuses
-        (resumed,) = [r for r in runs if r.info.status == "FINISHED"]
-        assert "xraytrack.resumed_from" in resumed.data.tags
-        steps = sorted(m.step for m in client.get_metric_history(resumed.info.run_id, "loss"))
-        assert steps == list(range(40))  # no epoch lost with the store

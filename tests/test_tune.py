@@ -1,14 +1,12 @@
-"""Keras Tuner search: parent/child runs, resume, settings errors, chief + workers."""
+"""Keras Tuner search: parent/child runs, resume, settings errors (a chief and two workers:
+tests/test_tracking_server.py, against the shared server)."""
 
 import io
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
 import pytest
 from helpers import quick_config
-from servers import free_port, venv_env
 
 from xraytrack.errors import XrayTrackError
 from xraytrack.training.tune import SearchSettings, run_search
@@ -103,32 +101,3 @@ def test_balancing_reaches_every_trial_and_the_default_baseline(tmp_path, monkey
 def test_bad_settings_are_one_line_errors(dataset, settings, message):
     with pytest.raises(XrayTrackError, match=message):
         run_search(quick_config(dataset), settings)
-
-
-@pytest.mark.slow
-def test_a_chief_and_two_workers_file_every_trial_under_one_parent(dataset, tmp_path):
-    port = free_port()
-    cmd = [sys.executable, "-m", "xraytrack", "tune", "--config",
-           str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir", str(dataset),
-           "--img-size", "32", "--epochs", "1", "--tuner", "random", "--max-trials", "4",
-           "--experiment", "distributed"]
-    mlflow.set_experiment("distributed")  # create the SQLite store once, not in three processes
-    procs = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
-        env = venv_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                       KERASTUNER_ORACLE_PORT=str(port))
-        log = open(tmp_path / f"{tuner_id}.log", "w")
-        procs[tuner_id] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
-    try:
-        for tuner_id, (proc, _) in procs.items():
-            assert proc.wait(timeout=900) == 0, (tmp_path / f"{tuner_id}.log").read_text()[-3000:]
-    finally:
-        for proc, log in procs.values():
-            proc.kill()
-            log.close()
-    (parent,) = mlflow.search_runs(experiment_names=["distributed"], output_format="list",
-                                   filter_string="tags.`xraytrack.role` = 'search'")
-    trials = _children(parent.info.run_id)
-    assert len(trials) == 4
-    assert {t.data.tags["xraytrack.tuner_id"] for t in trials} == {"tuner0", "tuner1"}
-    assert parent.info.status == "FINISHED" and "test_macro_f1" in parent.data.metrics
