@@ -3,7 +3,8 @@
     python bench/run.py [--quick]
 
 Needs the real data (XRAYTRACK_DATA_DIR, default ../shared/data/COVID-19_Radiography_Dataset)
-and MobileNetV2's weights (XRAYTRACK_WEIGHTS, default ../shared/weights/...). Each case runs in a
+and MobileNetV2's weights (XRAYTRACK_WEIGHTS, default ../shared/weights/...); the scale section
+also a PostgreSQL role as XRAYTRACK_POSTGRES_URI (deploy/local-postgres.sh). Each case runs in a
 process of its own (bench/cases.py), so every row has its own peak memory. Speed goals are
 ratios measured side by side in this one run: the machines are shared and absolute times drift.
 """
@@ -40,6 +41,7 @@ def cases(quick: bool):
         ("serving.py", "in_process", w) for w in ("keras", "onnx", "onnx_runtime")] + [
         ("serving.py", "http", w) for w in ("keras", "onnx")] + [
         ("serving.py", "environment", w) for w in ("keras", "onnx")]
+    yield "scale", [("scale.py", "overhead", "3"), ("scale.py", "tune", "1")]
 
 
 def run_case(args, env: dict | None = None) -> list[dict]:
