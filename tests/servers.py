@@ -134,22 +134,15 @@ class SharedServer:
         self._stack.close()
 
     def add_users(self) -> None:
-        """trainer and viewer, created by the admin through MLflow's auth API."""
-        from mlflow.server.auth.client import AuthServiceClient
-
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        os.environ.update({"MLFLOW_TRACKING_USERNAME": "admin",
-                           "MLFLOW_TRACKING_PASSWORD": self.passwords["admin"]})
-        try:
-            users = AuthServiceClient(self.base)
-            for user in self.USERS[1:]:
-                users.create_user(user, self.passwords[user])
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        """trainer (may train) and viewer (--read-only), added by deploy/add_user.py as admin."""
+        admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": self.passwords["admin"]}
+        for user, flags in (("trainer", []), ("viewer", ["--read-only"])):
+            done = subprocess.run(
+                [sys.executable, str(DEPLOY / "add_user.py"), self.base, user, *flags],
+                env=venv_env(**admin, XRAYTRACK_NEW_USER_PASSWORD=self.passwords[user]),
+                capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"add_user.py {user}: {done.stderr[-2000:]}")
 
     def client_env(self, user: str) -> dict:
         """What a user's shell has: the server's URL and the user's credentials, nothing else."""

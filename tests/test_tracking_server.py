@@ -54,8 +54,8 @@ def start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def team(server, tmp_path_factory):
-    """What a team does at once: two trainings and a tune with a chief and two workers, five
-    processes logging to the server as `trainer`."""
+    """What a team does at once: two trainings (one the README's `mlflow run` command) and a tune
+    with a chief and two workers, five processes logging to the server as `trainer`."""
     from conftest import make_dataset
 
     root = tmp_path_factory.mktemp("team")
@@ -68,7 +68,11 @@ def team(server, tmp_path_factory):
                      "--data-dir", str(data), "--img-size", "32", "--epochs", "1",
                      "--tuner", "random", "--max-trials", "2", "--experiment", "team-tune")
     oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
-    jobs = {"train-1": (train + ["--seed", "1"], base_env), "train-2": (train + ["--seed", "2"], base_env)}
+    # The README's main command as it is, into the Default experiment where `mlflow run` logs
+    readme = ["mlflow", "run", str(REPO), "-e", "simple_cnn", "--env-manager", "local",
+              "-P", f"data_dir={data}", "-P", "img_size=32", "-P", "epochs=2", "-P", "audit=false",
+              "-P", "seed=2"]
+    jobs = {"train-1": (train + ["--seed", "1"], base_env), "mlflow-run": (readme, base_env)}
     for tuner_id in ("chief", "tuner0", "tuner1"):
         jobs[tuner_id] = (tune, base_env | oracle | {"KERASTUNER_TUNER_ID": tuner_id})
     procs = {name: start(cmd, root / f"{name}.log", env) for name, (cmd, env) in jobs.items()}
@@ -93,7 +97,9 @@ def test_two_trainings_and_a_distributed_tune_finish_in_postgres_with_proxied_ar
     client = server.client("viewer", monkeypatch)  # reading needs no more than READ
     team_id = client.get_experiment_by_name("team").experiment_id
     tune_id = client.get_experiment_by_name("team-tune").experiment_id
-    trainings = client.search_runs([team_id])
+    (readme,) = client.search_runs(["0"])  # the Default experiment
+    assert readme.data.tags["mlflow.project.entryPoint"] == "simple_cnn"
+    trainings = client.search_runs([team_id]) + [readme]
     assert sorted(r.data.params["cfg.seed"] for r in trainings) == ["1", "2"]
     tuned = client.search_runs([tune_id])
     (search,) = [r for r in tuned if r.data.tags.get("xraytrack.role") == "search"]
@@ -108,9 +114,9 @@ def test_two_trainings_and_a_distributed_tune_finish_in_postgres_with_proxied_ar
     with connect(server.database) as conn:  # the rows are PostgreSQL's, not a local file's
         rows = conn.execute("SELECT e.name, r.status, count(*) FROM runs r JOIN experiments e "
                             "USING (experiment_id) GROUP BY e.name, r.status").fetchall()
-    assert {(name, status) for name, status, _ in rows} == {("team", "FINISHED"),
-                                                            ("team-tune", "FINISHED")}
-    assert sum(n for name, _, n in rows if name == "team") == 2
+    assert {(name, status) for name, status, _ in rows} == {
+        ("team", "FINISHED"), ("team-tune", "FINISHED"), ("Default", "FINISHED")}
+    assert sum(n for name, _, n in rows if name != "team-tune") == 2
 
     # Artifacts went through the server into its destination, none into the clients' folders.
     run = trainings[0]
