@@ -19,7 +19,8 @@ set -euo pipefail
 : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY (e.g. openssl rand -hex 32)}"
 export MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY
 
-# MLflow's basic-auth app reads its settings from an ini file: write one that holds no secret.
+# MLflow's basic-auth app reads its settings from an ini file: a private one that holds no admin
+# password (the database URI in it may hold the database's: readable by this user only).
 config_dir="$(mktemp -d)"
 trap 'rm -rf "$config_dir"' EXIT
 cat > "$config_dir/basic_auth.ini" <<INI
