@@ -52,11 +52,15 @@ def _server(work: Path):
     from contextlib import ExitStack
 
     stack = ExitStack()
-    database = stack.enter_context(postgres_database(os.environ["XRAYTRACK_POSTGRES_URI"]))
-    server = SharedServer(database, work)
-    server.start()
-    stack.callback(server.stop)
-    server.add_users()
+    try:
+        database = stack.enter_context(postgres_database(os.environ["XRAYTRACK_POSTGRES_URI"]))
+        server = SharedServer(database, work)
+        server.start()
+        stack.callback(server.stop)
+        server.add_users()
+    except BaseException:
+        stack.close()  # stop what started and drop the database
+        raise
     return server, stack
 
 
