@@ -9,6 +9,10 @@ set -euo pipefail
 
 : "${XRAYTRACK_PG_PASSWORD:?set XRAYTRACK_PG_PASSWORD (e.g. openssl rand -hex 16)}"
 user="${XRAYTRACK_PG_USER:-xraytrack}"
+# Stdout carries only the URI (callers capture it); everything else, e.g. pg_ctlcluster's
+# "Removed stale pid file.", goes to stderr. The server daemon must not inherit fd 3, or a
+# caller's $(...) would wait for it to exit.
+exec 3>&1 1>&2
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
@@ -17,7 +21,7 @@ if ! command -v pg_lsclusters >/dev/null 2>&1; then
 fi
 read -r version cluster port status _ < <(pg_lsclusters --no-header | head -n 1)
 if [ "$status" != "online" ]; then
-  $sudo pg_ctlcluster "$version" "$cluster" start
+  $sudo pg_ctlcluster "$version" "$cluster" start 3>&-
 fi
 
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
@@ -28,4 +32,4 @@ SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'password') \gexec
 SQL
-echo "postgresql+psycopg://${user}:${XRAYTRACK_PG_PASSWORD}@127.0.0.1:${port}/postgres"
+echo "postgresql+psycopg://${user}:${XRAYTRACK_PG_PASSWORD}@127.0.0.1:${port}/postgres" >&3
