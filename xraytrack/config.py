@@ -43,6 +43,13 @@ class TrainConfig:
     run_name: str | None = None
     cache_dir: str | None = None
     distribute: str = "auto"  # auto, none or data_parallel (training.distribute)
+    preprocess: str = "none"  # strategies against source shortcuts (models.preprocessing)
+
+    def __post_init__(self):
+        # One spelling per strategy (and a clear error for a wrong one) before anything runs.
+        from xraytrack.models.preprocessing import canonical
+
+        object.__setattr__(self, "preprocess", canonical(self.preprocess))
 
     @property
     def monitor_mode(self) -> str:
@@ -70,6 +77,8 @@ class TrainConfig:
 
         ``extra`` adds what else defines the work (a search's tuner settings, say)."""
         items = {k: v for k, v in self.params().items() if k not in VOLATILE}
+        if items.get("cfg.preprocess") == "none":  # as before the setting existed: older
+            del items["cfg.preprocess"]             # checkpoints and finished seeds still match
         items |= {k: str(v) for k, v in extra.items()}
         return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 

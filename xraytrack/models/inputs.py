@@ -1,11 +1,12 @@
-"""Rescaling and augmentation as layers inside the model, so one pipeline serves every backend
-and a saved model takes raw 0-255 grayscale pixels wherever it is loaded."""
+"""Preprocessing, augmentation and rescaling as layers inside the model, so one pipeline serves
+every backend and a saved model takes raw 0-255 grayscale pixels wherever it is loaded."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
 
+from xraytrack.models import preprocessing
 from xraytrack.models.spec import ModelSpec
 
 
@@ -29,9 +30,16 @@ def augmentation(spec: ModelSpec) -> keras.Sequential:
 
 
 def image_input(spec: ModelSpec, scale_to: str = "unit"):
-    """The model's input and its preprocessed tensor, scaled to [0, 1] or [-1, 1]."""
+    """The model's input and its preprocessed tensor, scaled to [0, 1] or [-1, 1]: the
+    strategies of every pass first, then augmentation, then the training-only strategies."""
     inputs = keras.Input(spec.input_shape, name="image")
-    x = augmentation(spec)(inputs) if spec.augment else inputs
+    steps = preprocessing.parse(spec.preprocess)
+    x = inputs
+    for layer in preprocessing.every_pass(steps, spec.img_size):
+        x = layer(x)
+    x = augmentation(spec)(x) if spec.augment else x
+    for layer in preprocessing.training_only(steps):
+        x = layer(x)
     if scale_to == "unit":
         x = layers.Rescaling(1 / 255, name="rescale")(x)
     else:

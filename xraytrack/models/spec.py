@@ -14,6 +14,7 @@ class ModelSpec:
     augment: bool = True
     horizontal_flip: bool = False  # off: laterality (heart on the left) is real signal in a CXR
     weights: str | None = None  # MobileNetV2 only: an .h5 path, "imagenet", or None for random
+    preprocess: str = "none"  # models.preprocessing strategies, e.g. "border_crop=0.8+equalize"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

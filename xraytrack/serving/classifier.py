@@ -98,6 +98,9 @@ class XrayClassifier(ImageClassifier):
     def load_context(self, context):
         import keras
 
+        from xraytrack.models import preprocessing  # noqa: F401  registers its layers (not at the
+        # top: the ONNX classifier shares this module and serves without Keras)
+
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.classes = list(context.model_config["classes"])
         self.img_size = int(context.model_config["img_size"])

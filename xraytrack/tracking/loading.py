@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation.calibration import Calibration
+from xraytrack.models import preprocessing  # noqa: F401  registers its layers for load_model
 from xraytrack.tracking.model_logging import KERAS_MODEL
 from xraytrack.tracking.registry import logged_model_uri
 

@@ -23,7 +23,8 @@ from xraytrack.training import balancing, calibrate, distribute, fitting
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     return ModelSpec(num_classes=len(cfg.classes), img_size=cfg.img_size, augment=cfg.augment,
-                     horizontal_flip=cfg.horizontal_flip, weights=cfg.weights)
+                     horizontal_flip=cfg.horizontal_flip, weights=cfg.weights,
+                     preprocess=cfg.preprocess)
 
 
 def resolve(cfg: TrainConfig) -> tuple[TrainConfig, DatasetIndex]:

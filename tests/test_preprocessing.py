@@ -1,0 +1,165 @@
+"""Preprocessing strategies against source shortcuts: what they accept, that they sit inside the
+model (so every path applies them), and that ``border_crop`` takes a border signal away."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from helpers import quick_config
+from PIL import Image
+
+from xraytrack.cli import main
+from xraytrack.config import VOLATILE, TrainConfig
+from xraytrack.data.images import load_grayscale, resize
+from xraytrack.errors import XrayTrackError
+from xraytrack.models import build_model
+from xraytrack.models.preprocessing import canonical, parse
+from xraytrack.models.spec import ModelSpec
+from xraytrack.serving.classifier import request_frame
+from xraytrack.training.train import run_training
+
+SIZE = 32
+
+
+def test_strategies_combine_in_run_order_with_one_spelling():
+    assert parse("equalize+border_crop=0.7") == {"border_crop": 0.7, "equalize": None}
+    assert canonical("photometric+equalize+border_crop") == "border_crop=0.8+equalize+photometric"
+    assert canonical("") == canonical("none") == "none"
+    assert TrainConfig(architecture="simple_cnn", preprocess="equalize + none").preprocess == "equalize"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sharpen", "unknown preprocessing 'sharpen'"),
+    ("border_crop=1.5", "keep a fraction from 0.3"),
+    ("border_crop=wide", "must be a number"),
+    ("equalize=2", "takes no value"),
+])
+def test_a_wrong_strategy_is_one_clear_line(text, message):
+    with pytest.raises(XrayTrackError, match=message):
+        parse(text)
+
+
+def test_the_cli_refuses_a_wrong_strategy_before_training(dataset):
+    result = CliRunner().invoke(main, ["train", "--config", str(_config(dataset)), "--data-dir",
+                                       str(dataset), "--preprocess", "sharpen"])
+    assert result.exit_code != 0
+    assert "unknown preprocessing 'sharpen'" in result.output
+    assert "Traceback" not in result.output
+    assert not mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+
+def _config(dataset):
+    path = dataset.parent / "simple.yaml"
+    path.write_text("architecture: simple_cnn\nimg_size: 32\nepochs: 1\n")
+    return path
+
+
+def _model(preprocess: str):
+    spec = ModelSpec(num_classes=2, img_size=SIZE, augment=False, preprocess=preprocess)
+    return build_model("simple_cnn", spec)
+
+
+def _bordered(center: np.ndarray, border_value: int, width: int = 4) -> np.ndarray:
+    image = np.full((SIZE, SIZE), border_value, np.float32)
+    image[width:-width, width:-width] = center[width:-width, width:-width]
+    return image
+
+
+def test_border_crop_makes_the_model_blind_to_the_border():
+    center = np.random.default_rng(0).uniform(60, 180, (SIZE, SIZE))
+    pair = np.stack([_bordered(center, 20), _bordered(center, 235)])[..., None]
+    blind = _model("border_crop=0.7").predict(pair, verbose=0)
+    np.testing.assert_allclose(blind[0], blind[1], atol=1e-6)
+    seeing = _model("none").predict(pair, verbose=0)
+    assert np.abs(seeing[0] - seeing[1]).max() > 1e-4
+
+
+def test_equalize_is_keras_equalization_of_each_image_alone():
+    """Keras' layer pools the histogram over the batch; ours must not: an image's result is the
+    same alone or in any batch, and alone it is exactly Keras' formula."""
+    from keras import layers
+
+    from xraytrack.models.preprocessing import Equalize
+
+    rng = np.random.default_rng(0)
+    batch = np.concatenate([rng.integers(60, 120, (1, SIZE, SIZE, 1)),
+                            rng.integers(0, 256, (1, SIZE, SIZE, 1)),
+                            np.full((1, SIZE, SIZE, 1), 7)]).astype("float32")
+    together = np.asarray(Equalize()(batch))
+    keras_formula = layers.Equalization(value_range=(0, 255))
+    for i in range(len(batch)):
+        alone = np.asarray(Equalize()(batch[i:i + 1]))
+        np.testing.assert_array_equal(together[i:i + 1], alone)
+        np.testing.assert_array_equal(alone, np.asarray(keras_formula(batch[i:i + 1], training=True)))
+    assert together[0].min() == 0 and together[0].max() == 255  # a dull image spread out
+    assert (together[2] == 7).all()  # one grey level: nothing to equalise
+
+
+def test_equalize_applies_at_inference_and_photometric_only_while_training():
+    dull = np.random.default_rng(1).uniform(100, 140, (2, SIZE, SIZE, 1)).astype("float32")
+    model = _model("equalize+photometric")
+    equalized = model.get_layer("equalize")(dull, training=False)
+    assert float(np.min(equalized)) < 10 and float(np.max(equalized)) > 245
+    photometric = model.get_layer("photometric_gamma_noise")
+    np.testing.assert_array_equal(np.asarray(photometric(dull, training=False)), dull)
+    assert np.abs(np.asarray(photometric(dull, training=True)) - dull).mean() > 1
+
+
+def _border_dataset(root, n_per_class: int = 60):
+    """Two classes told apart only by the brightness of a 5-pixel border; the centers are drawn
+    from one distribution."""
+    rng = np.random.default_rng(3)
+    for label, name in enumerate(("COVID", "Normal")):
+        folder = root / name / "images"
+        folder.mkdir(parents=True)
+        for i in range(n_per_class):
+            image = np.clip(rng.normal(120, 30, (48, 48)), 0, 255)
+            image[:5], image[-5:], image[:, :5], image[:, -5:] = (30 + 190 * label,) * 4
+            Image.fromarray(image.astype(np.uint8)).save(folder / f"{name}-{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_border_crop_takes_away_a_border_signal_and_travels_with_the_served_model(tmp_path):
+    data = _border_dataset(tmp_path / "border")
+    scores, runs = {}, {}
+    for preprocess in ("none", "border_crop=0.7+equalize"):
+        cfg = quick_config(data, epochs=4, preprocess=preprocess, audit=False,
+                           hyperparameters={"filters": 16, "learning_rate": 3e-3})
+        runs[preprocess] = run_training(cfg)
+        scores[preprocess] = mlflow.get_run(runs[preprocess]).data.metrics["test_accuracy"]
+    assert scores["none"] >= 0.9, scores  # the border alone gives the class away...
+    assert scores["border_crop=0.7+equalize"] <= 0.75, scores  # ...and cropped, nothing does
+    assert mlflow.get_run(runs["border_crop=0.7+equalize"]).data.params["cfg.preprocess"] == \
+        "border_crop=0.7+equalize"
+
+    # The served pyfunc decodes a file and runs the logged network, preprocessing layers included:
+    # its answer is the network's on the plain decoded pixels (then calibrated), so nothing
+    # outside the model has to repeat the preprocessing. HTTP serves this same pyfunc
+    # (tests/test_serving.py).
+    run_id = runs["border_crop=0.7+equalize"]
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/classifier")
+    network = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    assert {"border_crop", "equalize"} <= {layer.name for layer in network.layers}
+    path = next((data / "Normal" / "images").iterdir())
+    answer = served.predict(request_frame([path.read_bytes()]))
+    pixels = resize(load_grayscale(path), SIZE)[None, ..., None].astype("float32")
+    calibration = served.unwrap_python_model().calibration
+    expected = calibration.apply(network.predict(pixels, verbose=0))[0]
+    np.testing.assert_allclose(answer[["COVID", "Normal"]].iloc[0], expected, atol=1e-5)
+
+
+def test_no_preprocessing_keeps_the_resume_key_of_earlier_versions():
+    plain = TrainConfig(architecture="simple_cnn", data_dir="/data")
+    items = {k: v for k, v in plain.params().items() if k != "cfg.preprocess"}
+    assert "cfg.preprocess" in plain.params()
+    cropped = TrainConfig(architecture="simple_cnn", data_dir="/data", preprocess="border_crop")
+    assert cropped.resume_key() != plain.resume_key()
+    before = {k: v for k, v in items.items() if k not in VOLATILE}
+    assert plain.resume_key() == hashlib.sha256(
+        json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
