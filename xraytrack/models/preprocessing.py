@@ -82,6 +82,7 @@ class Equalize(layers.Layer):
         keys = flat + 256 * image
         ranked = ops.sort(ops.reshape(keys, (-1,)))
         before = image * size  # pixels of the images ahead of image i in the sorted keys
+
         def at_or_below(k):  # int64 on some backends: one dtype for the arithmetic
             return ops.cast(ops.searchsorted(ranked, k, side="right"), "int32")
 
