@@ -163,3 +163,12 @@ def test_no_preprocessing_keeps_the_resume_key_of_earlier_versions():
     before = {k: v for k, v in items.items() if k not in VOLATILE}
     assert plain.resume_key() == hashlib.sha256(
         json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_onnx_export_refuses_equalize_in_one_line_and_keeps_border_crop(tmp_path):
+    from xraytrack.serving.onnx_export import export_checked
+
+    with pytest.raises(XrayTrackError, match="'equalize' cannot be exported to ONNX"):
+        export_checked(_model("equalize"), SIZE, tmp_path / "equalize.onnx")
+    assert not (tmp_path / "equalize.onnx").exists()
+    assert export_checked(_model("border_crop=0.7"), SIZE, tmp_path / "crop.onnx") <= 1e-4

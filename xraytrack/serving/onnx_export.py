@@ -16,6 +16,18 @@ import numpy as np
 from xraytrack.errors import XrayTrackError
 
 TOLERANCE = 1e-4  # largest allowed difference of any probability, ONNX vs Keras
+# Preprocessing layers (models.preprocessing) whose ops tf2onnx cannot convert, and why.
+NOT_EXPORTABLE = {"equalize": "its per-image histogram uses searchsorted (TensorFlow's UpperBound), "
+                              "which tf2onnx does not convert"}
+
+
+def check_exportable(model: keras.Model) -> None:
+    """Refuse, in one line and before a minute of tracing, a model ONNX cannot hold."""
+    for layer in model.layers:
+        if layer.name in NOT_EXPORTABLE:
+            raise XrayTrackError(f"this model's preprocessing {layer.name!r} cannot be exported "
+                                 f"to ONNX: {NOT_EXPORTABLE[layer.name]}; serve its Keras "
+                                 "classifier instead")
 
 
 def inference_model(model: keras.Model, img_size: int) -> keras.Model:
@@ -52,6 +64,7 @@ def export_checked(model: keras.Model, img_size: int, path: str | Path,
                    pixels: np.ndarray | None = None) -> float:
     """Export and compare with Keras on ``pixels`` (default ``check_images``); refuse a graph that
     differs by more than ``TOLERANCE``. Returns the largest difference."""
+    check_exportable(model)
     export(model, img_size, path)
     diff = max_difference(model, path, check_images(img_size) if pixels is None else pixels)
     if not diff <= TOLERANCE:
