@@ -139,3 +139,61 @@ def test_a_missing_external_set_fails_before_training(dataset, tmp_path):
     with pytest.raises(XrayTrackError):
         run_comparison(cfg, ["none"], external=ExternalSet(str(tmp_path / "nowhere")))
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outside(
+        dataset, tmp_path, monkeypatch):
+    from conftest import make_dataset
+
+    from xraytrack.training.compare import ExternalSet
+
+    site = make_dataset(tmp_path / "hospital", n_per_class=8, classes=("COVID", "Normal"),
+                        extras=False, seed=5)
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    run_comparison(cfg, ["none"], n_boot=20)  # a balancing comparison: its `none` is not reused
+    trained = []
+    real = compare_mod.run_training
+    monkeypatch.setattr(compare_mod, "run_training",
+                        lambda c, **kw: trained.append((c.balance, c.preprocess)) or real(c, **kw))
+    parent_id = run_comparison(cfg, ["none", "equalize+border_crop=0.7"], n_boot=20,
+                               vary="preprocess", external=ExternalSet(str(site), "hospital"),
+                               external_metric="auc_covid", tolerance=0.02)
+    assert trained == [("none", "none"), ("none", "border_crop=0.7+equalize")]
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["compare.vary"] == "preprocess"
+    assert parent.data.params["compare.strategies"] == "none,border_crop=0.7+equalize"
+    kids = mlflow.search_runs(experiment_ids=[parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              output_format="list")
+    arms = {r.data.tags["xraytrack.strategy"]: r for r in kids
+            if r.data.tags.get("xraytrack.role") != "evaluation"}
+    assert {s: r.data.params["cfg.preprocess"] for s, r in arms.items()} == {
+        "none": "none", "border_crop=0.7+equalize": "border_crop=0.7+equalize"}
+    assert {r.data.tags["xraytrack.vary"] for r in arms.values()} == {"preprocess"}
+    assert {r.data.params["cfg.balance"] for r in arms.values()} == {"none"}
+    # MLflow metric names cannot hold '+' or '=': each arm's metrics are under a sanitised name
+    metrics = parent.data.metrics
+    assert metrics["border_crop_0_7_equalize_macro_f1"] == pytest.approx(
+        arms["border_crop=0.7+equalize"].data.metrics["test_macro_f1"])
+    assert "border_crop_0_7_equalize_hospital_auc_covid" in metrics
+    # the named arm is the one with the best external AUC among those kept inside
+    external = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(
+        f"runs:/{parent_id}/comparison_external.csv")), index_col="strategy")
+    inside = {s: r.data.metrics["test_macro_f1"] for s, r in arms.items()}
+    kept = [s for s in inside if inside[s] >= inside["none"] - 0.02]
+    assert parent.data.tags["xraytrack.best_tradeoff_strategy"] == max(
+        kept, key=lambda s: external.at[s, "auc_covid"])
+    assert "highest external auc_covid" in mlflow.artifacts.load_text(
+        f"runs:/{parent_id}/tradeoff.md")
+
+
+def test_a_bad_value_of_the_varied_setting_fails_before_training(dataset):
+    cfg = quick_config(dataset, epochs=1)
+    with pytest.raises(XrayTrackError, match="unknown preprocessing 'blur'"):
+        run_comparison(cfg, ["none", "blur"], vary="preprocess")
+    with pytest.raises(XrayTrackError, match="cannot vary 'data_dir'"):
+        run_comparison(cfg, ["a", "b"], vary="data_dir")
+    with pytest.raises(XrayTrackError, match="img_size=big: not a valid value"):
+        run_comparison(cfg, ["32", "big"], vary="img_size")
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

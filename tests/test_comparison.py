@@ -1,7 +1,8 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from xraytrack.evaluation.comparison import compare, summary, to_markdown
+from xraytrack.evaluation.comparison import compare, summary, to_markdown, tradeoff
 from xraytrack.evaluation.metrics import score_names, scores, sensitivity_at_specificity
 
 CLASSES = ("COVID", "Normal", "Viral Pneumonia")
@@ -56,3 +57,18 @@ def test_strategies_must_share_the_test_split():
     y = np.array([0, 1, 2, 0])
     with pytest.raises(ValueError, match="same test split"):
         compare({"a": (y, np.eye(3)[y]), "b": (y[:3], np.eye(3)[y[:3]])}, CLASSES, n_boot=10)
+
+
+def test_tradeoff_names_the_best_outside_among_the_arms_kept_inside():
+    internal = pd.Series({"none": 0.90, "crop": 0.89, "equalize": 0.80})
+    external = pd.DataFrame({"auc_covid": [0.60, 0.85, 0.95], "auc_covid_lo": [0.50, 0.75, 0.90],
+                             "auc_covid_hi": [0.70, 0.93, 0.99]},
+                            index=["none", "crop", "equalize"])
+    best, sentence = tradeoff(internal, external, "auc_covid", "none", tolerance=0.02)
+    assert best == "crop"  # equalize is better outside but lost 0.10 inside
+    assert "do not overlap" in sentence
+    external.loc["crop", "auc_covid_lo"] = 0.65
+    assert "overlap, so the gain is not resolved" in tradeoff(internal, external, "auc_covid",
+                                                              "none", 0.02)[1]
+    assert tradeoff(internal, external, "auc_covid", "none", tolerance=0.2)[0] == "equalize"
+    assert tradeoff(internal, external, "auc_normal", "none", 0.02)[0] is None

@@ -326,8 +326,12 @@ def predict(model_uri, paths, out, batch_size):
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="Experiment file of the architecture, e.g. experiments/mobilenet.yaml.")
-@click.option("--strategies", type=STR, default="none,class_weight,oversample,undersample,balanced_batches",
-              show_default=True, help="Comma-separated balancing strategies to compare.")
+@click.option("--vary", type=STR, default="balance", show_default=True,
+              help="The setting the arms differ in: balance, preprocess, img_size, epochs, monitor, "
+              "patience, weights, ... or a hyper-parameter hp.<name>.")
+@click.option("--strategies", type=STR, help="Comma-separated values of that setting, the first "
+              "one the baseline (for balance, default: "
+              "none,class_weight,oversample,undersample,balanced_batches).")
 @click.option("--select-metric", type=STR, default="macro_f1", show_default=True,
               help="Picks the best strategy, e.g. macro_f1, recall_covid, covid_sens_at_95_spec.")
 @click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
@@ -336,6 +340,11 @@ def predict(model_uri, paths, out, batch_size):
               "internal ones.")
 @click.option("--site", type=STR, help="Name of the external site (default as `evaluate`).")
 @click.option("--label-map", type=STR, help="Rename the external set's labels first.")
+@click.option("--external-metric", type=STR, default="macro_auc", show_default=True,
+              help="The site's score to raise, e.g. auc_covid: the parent names the arm with the "
+              "highest one among those within --tolerance of the baseline inside.")
+@click.option("--tolerance", type=FLOAT, default=0.02, show_default=True,
+              help="Internal --select-metric an arm may lose against the baseline.")
 @click.option("--seeds", type=STR, help="Train every strategy once per seed (1,2,3) on the same "
               "split; the best strategy is the one with the best mean.")
 @data_options
@@ -344,12 +353,16 @@ def predict(model_uri, paths, out, batch_size):
 @click.option("--distribute", type=STR, help="auto, none or data_parallel, as for train.")
 @click.option("--learning-rate", type=FLOAT)
 @click.option("--weights", type=STR)
+@click.option("--balance", type=STR, help="Balancing of every arm, when it is not what varies.")
+@click.option("--preprocess", type=STR, help="Preprocessing of every arm, when it is not what "
+              "varies.")
 @click.option("--experiment", type=STR)
 @friendly_errors
-def compare(config_path, strategies, select_metric, n_bootstrap, external_dir, site, label_map,
-            seeds, data_dir, classes, learning_rate, **overrides):
-    """Train one child run per class-balancing strategy and compare them with bootstrap CIs;
-    with --external-dir, also at another site."""
+def compare(config_path, vary, strategies, select_metric, n_bootstrap, external_dir, site,
+            label_map, external_metric, tolerance, seeds, data_dir, classes, learning_rate,
+            **overrides):
+    """Train one child run per value of one setting (class balancing by default) and compare
+    them with bootstrap CIs; with --external-dir, also at another site."""
     from xraytrack.data.labelled import parse_label_map
     from xraytrack.training.compare import ExternalSet, run_comparison
 
@@ -357,8 +370,12 @@ def compare(config_path, strategies, select_metric, n_bootstrap, external_dir, s
     cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
     external = (ExternalSet(external_dir, site, parse_label_map(label_map)) if external_dir
                 else None)
+    if not strategies and (vary or "balance") == "balance":
+        strategies = "none,class_weight,oversample,undersample,balanced_batches"
     run_comparison(cfg, split_list(strategies) or (), select_metric or "macro_f1",
-                   n_bootstrap or 1000, external, split_list(seeds))
+                   n_bootstrap or 1000, external, split_list(seeds), vary=vary or "balance",
+                   external_metric=external_metric or "macro_auc",
+                   tolerance=0.02 if tolerance is None else tolerance)
 
 
 @main.command()

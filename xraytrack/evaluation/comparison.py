@@ -129,3 +129,30 @@ def inside_and_outside(table: pd.DataFrame, external: pd.DataFrame, site: str,
         cells += [_cell(external, strategy, m) for m in site_metrics]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline: str,
+             tolerance: float, spread: str = "95% intervals") -> tuple[str | None, str]:
+    """The arm that best keeps the internal score while raising the external one: among the arms
+    whose internal score is within ``tolerance`` of ``baseline``'s, the highest external
+    ``metric``. Returns it (None when the site gives no such score) and a plain-words sentence
+    saying whether its external interval clears the baseline's.
+
+    ``internal`` holds one value per arm (a mean over seeds when seeded); ``external`` is
+    ``site_table``'s shape, one row per arm, with ``<metric>_lo/_hi`` (``spread`` names them)."""
+    if metric not in external.columns or external[metric].isna().all():
+        return None, f"The site gives no {metric}, so no arm is named for it."
+    floor = internal[baseline] - tolerance
+    kept = [arm for arm in internal.index if internal[arm] >= floor
+            and not np.isnan(external.at[arm, metric])]
+    best = max(kept, key=lambda arm: external.at[arm, metric])
+    head = (f"Within {tolerance:g} of `{baseline}` inside (>= {floor:.3f}), the highest external "
+            f"{metric} is `{best}`: {external.at[best, metric]:.3f} "
+            f"[{external.at[best, metric + '_lo']:.3f}, {external.at[best, metric + '_hi']:.3f}] "
+            f"vs `{baseline}` {external.at[baseline, metric]:.3f} "
+            f"[{external.at[baseline, metric + '_lo']:.3f}, {external.at[baseline, metric + '_hi']:.3f}]")
+    if best == baseline:
+        return best, head + f"; no arm kept inside beats `{baseline}` outside."
+    clears = external.at[best, metric + "_lo"] > external.at[baseline, metric + "_hi"]
+    return best, head + (f"; the {spread} do not overlap." if clears else
+                         f"; the {spread} overlap, so the gain is not resolved by this site.")

@@ -1,4 +1,8 @@
-"""The comparison entry point: one child run per balancing strategy, one parent that compares.
+"""The comparison entry point: one child run per value of one setting, one parent that compares.
+
+By default the setting is class balancing; ``vary`` picks another (``preprocess``, ``img_size``,
+``hp.learning_rate``...: see ``training.arms``), and every arm still shares the split, seed and
+starting weights. The first value given is the baseline the others are read against.
 
 With ``seeds`` every strategy is trained once per seed (children ``<strategy> seed <n>``, the same
 split for all): the bootstrap table then has a row per child, and ``comparison_seeds.md`` gives
@@ -16,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import mlflow
+import pandas as pd
 
 from xraytrack.config import TrainConfig
 from xraytrack.data.labelled import read_labelled
@@ -25,17 +30,19 @@ from xraytrack.evaluation.predictions import read_predictions
 from xraytrack.evaluation.site import evaluate_site, read_site_scores, site_name
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
-from xraytrack.training import balancing
+from xraytrack.training import arms
 from xraytrack.training.repeats import check_seeds
 from xraytrack.training.train import resolve, run_training
 
 
-def compare_key(cfg: TrainConfig, seeded: bool = False) -> str:
-    """Identifies the comparison (any strategy, and any seed when seeded), so a re-run can reuse
-    finished children."""
+def compare_key(cfg: TrainConfig, seeded: bool = False, vary: str = "balance") -> str:
+    """Identifies the comparison (any value of the varied setting, and any seed when seeded), so a
+    re-run can reuse finished children. Comparisons of balancing keep their earlier keys."""
+    shared = arms.neutral(cfg, vary)
+    extra = {} if vary == "balance" else {"vary": vary}
     if seeded:
-        return dataclasses.replace(cfg, balance="none", seed=0).resume_key(role="compare-seeds")
-    return dataclasses.replace(cfg, balance="none").resume_key(role="compare")
+        return dataclasses.replace(shared, seed=0).resume_key(role="compare-seeds", **extra)
+    return shared.resume_key(role="compare", **extra)
 
 
 def arm_label(strategy: str, seed: int | None) -> str:
@@ -88,30 +95,42 @@ def evaluate_externally(cfg: TrainConfig, child: str, strategy: str, external: E
 
 
 def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1",
-                   n_boot: int = 1000, external: ExternalSet | None = None, seeds=None) -> str:
+                   n_boot: int = 1000, external: ExternalSet | None = None, seeds=None,
+                   vary: str = "balance", external_metric: str = "macro_auc",
+                   tolerance: float = 0.02) -> str:
+    """Train (or reuse) every arm, then log the bootstrap comparison and, with ``external``, each
+    arm at that site and the arm that best keeps ``select_metric`` inside (within ``tolerance``
+    of the first arm) while raising ``external_metric`` outside."""
     cfg, _ = resolve(cfg)
-    strategies = balancing.check_strategies(strategies)
+    vary = arms.check_vary(vary)
+    strategies = arms.labels(vary, strategies)
+    for value in strategies:  # a bad value fails now, not after hours of training the others
+        arms.arm_config(cfg, vary, value)
     seeds = check_seeds(seeds) if seeds else None
     known = metrics.score_names(cfg.classes)
     if select_metric not in known:
         raise XrayTrackError(f"unknown metric {select_metric!r}; choose one of {', '.join(sorted(known))}")
     external = external.checked() if external else None
-    key = compare_key(cfg, seeded=bool(seeds))
+    key = compare_key(cfg, seeded=bool(seeds), vary=vary)
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"compare-{cfg.architecture}") as parent:
-        mlflow.log_params(cfg.params() | {"compare.strategies": ",".join(strategies),
+        mlflow.log_params(cfg.params() | {"compare.vary": vary,
+                                          "compare.strategies": ",".join(strategies),
                                           "compare.select_metric": select_metric,
                                           "compare.n_boot": n_boot})
         if seeds:
             mlflow.log_param("repeats.seeds", ",".join(map(str, seeds)))
         if external:
             mlflow.log_params({"compare.external_dir": external.source,
-                               "compare.external_site": external.site})
-        mlflow.set_tags({"xraytrack.compare_key": key, "xraytrack.role": "comparison"})
+                               "compare.external_site": external.site,
+                               "compare.external_metric": external_metric,
+                               "compare.tolerance": tolerance})
+        mlflow.set_tags({"xraytrack.compare_key": key, "xraytrack.role": "comparison",
+                         "xraytrack.vary": vary})
         runs.log_system_info()
         predictions, children, paths, evaluations = {}, {}, None, {}
         for strategy, seed in [(s, seed) for s in strategies for seed in (seeds or (None,))]:
             label = arm_label(strategy, seed)
-            child = _child(cfg, key, strategy, seed, parent.info.experiment_id)
+            child = _child(cfg, key, vary, strategy, seed, parent.info.experiment_id)
             tested = read_predictions(child, cfg.classes)
             if paths is not None and tested.paths != paths:
                 raise XrayTrackError(f"{label} was tested on a different split")
@@ -122,11 +141,15 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
                                                          parent.info.experiment_id, n_boot)
         table = comparison.compare(predictions, cfg.classes, n_boot=n_boot, seed=cfg.seed)
         mlflow.log_text(table.to_csv(), "comparison.csv")
-        mlflow.log_text(comparison.to_markdown(table) + "\n" +
-                        comparison.summary(table, cfg.classes), "comparison.md")
+        mlflow.log_text(f"# Each value of {vary}\n\n" + comparison.to_markdown(table) + "\n" +
+                        comparison.summary(table, cfg.classes, baseline=strategies[0]),
+                        "comparison.md")
         mlflow.log_dict(children, "child_runs.json")
+        _log_audit(children)
         if external:
-            _log_external(table, evaluations, external.site, select_metric, cfg.classes)
+            outside = _log_external(table, evaluations, external.site, select_metric, cfg.classes)
+            _log_tradeoff(table, outside, strategies, seeds, select_metric, external_metric,
+                          tolerance, external.site)
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "roc"), "roc_by_strategy.png")
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "pr"), "pr_by_strategy.png")
         log_figure(plots.interval_bars_figure(table, select_metric), f"{select_metric}_by_strategy.png")
@@ -144,16 +167,18 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
         return parent.info.run_id
 
 
-def _child(cfg: TrainConfig, key: str, strategy: str, seed: int | None, experiment_id: str) -> str:
+def _child(cfg: TrainConfig, key: str, vary: str, strategy: str, seed: int | None,
+           experiment_id: str) -> str:
     label = arm_label(strategy, seed)
     child = finished_child(experiment_id, key, strategy, seed)
     if child:
         print(f"{label}: reusing finished run {child}")
         return child
     print(f"{label}: training")
-    arm = dataclasses.replace(cfg, balance=strategy, run_name=label.replace(" ", "-"),
+    arm = dataclasses.replace(arms.arm_config(cfg, vary, strategy), run_name=label.replace(" ", "-"),
                               seed=cfg.seed if seed is None else seed)
-    return run_training(arm, nested=True, tags=child_tags(key, strategy, seed))
+    return run_training(arm, nested=True,
+                        tags=child_tags(key, strategy, seed) | {"xraytrack.vary": vary})
 
 
 def _log_seeds(table, strategies, seeds, select_metric: str) -> str:
@@ -174,7 +199,7 @@ def _log_seeds(table, strategies, seeds, select_metric: str) -> str:
 
 
 def _log_external(table, evaluations: dict[str, str], site: str, select_metric: str,
-                  classes) -> None:
+                  classes) -> pd.DataFrame:
     """The site's scores per strategy beside the internal ones: a table, a markdown page and
     the parent's ``<strategy>_<site>_auc_<class>`` metrics."""
     external = comparison.site_table({s: read_site_scores(r) for s, r in evaluations.items()})
@@ -191,6 +216,49 @@ def _log_external(table, evaluations: dict[str, str], site: str, select_metric: 
         + f"\n## Every score at {site}\n\n" + comparison.to_markdown(external),
         "comparison_external.md")
     tag = metrics.metric_name(site)
-    mlflow.log_metrics({f"{s}_{tag}_{m}": external.at[s, m] for s in external.index for m in aucs
+    mlflow.log_metrics({f"{metrics.metric_name(s)}_{tag}_{m}": external.at[s, m]
+                        for s in external.index for m in aucs
                         if m in external.columns and external.at[s, m] == external.at[s, m]})
     print(comparison.inside_and_outside(table, external, site, internal, aucs))
+    return external
+
+
+def _log_tradeoff(table, external, strategies, seeds, select_metric: str, external_metric: str,
+                  tolerance: float, site: str) -> None:
+    """Name the arm that keeps the internal score and raises the site's (tag, param and
+    ``tradeoff.md``). With seeds, each arm's scores are its means over seeds and its spread the
+    range of its seeds' values."""
+    if seeds:
+        groups = {s: [arm_label(s, seed) for seed in seeds] for s in strategies}
+        internal = pd.Series({s: table.loc[g, select_metric].mean() for s, g in groups.items()})
+        values = {s: external.loc[g, external_metric] if external_metric in external.columns
+                  else pd.Series(dtype=float) for s, g in groups.items()}
+        external = pd.DataFrame({external_metric: {s: v.mean() for s, v in values.items()},
+                                 f"{external_metric}_lo": {s: v.min() for s, v in values.items()},
+                                 f"{external_metric}_hi": {s: v.max() for s, v in values.items()}})
+        spread = "ranges over seeds"
+    else:
+        internal, spread = table.loc[list(strategies), select_metric], "95% intervals"
+    best, sentence = comparison.tradeoff(internal, external, external_metric, strategies[0],
+                                         tolerance, spread)
+    mlflow.log_text(f"# Inside the database and at {site}\n\n{sentence}\n", "tradeoff.md")
+    if best is not None:
+        mlflow.set_tag("xraytrack.best_tradeoff_strategy", best)
+        mlflow.log_param("compare.best_tradeoff_strategy", best)
+    print(sentence)
+
+
+def _log_audit(children: dict[str, str]) -> None:
+    """Each arm's shortcut audit beside the others (``comparison_audit.md``): skill left when the
+    lungs are removed is what a shortcut buys. Point values on the audit's sample of test images."""
+    names = ("audit_plain_balanced_accuracy", "audit_lungs_removed_balanced_accuracy",
+             "audit_lungs_removed_retained_skill", "audit_gradcam_lung_share")
+    logged = {label: mlflow.get_run(run).data.metrics for label, run in children.items()}
+    if not any(names[1] in m for m in logged.values()):
+        return
+    lines = ["| arm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(f"{m[n]:.3f}" if n in m else "n/a" for n in names) + " |"
+              for label, m in logged.items()]
+    mlflow.log_text("# Shortcut audit of each arm\n\nPoint values on the audit's sample of test "
+                    "images (no interval); see each child's `audit.md`.\n\n" + "\n".join(lines)
+                    + "\n", "comparison_audit.md")
