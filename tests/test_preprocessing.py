@@ -35,7 +35,9 @@ def test_strategies_combine_in_run_order_with_one_spelling():
 
 @pytest.mark.parametrize("text, message", [
     ("sharpen", "unknown preprocessing 'sharpen'"),
-    ("border_crop=1.5", "keep a fraction from 0.3"),
+    ("border_crop=1.5", "give a value from 0.3 to 0.999"),
+    ("outside_lung_dropout=0", "give a value from 0.01 to 1"),
+    ("lung_crop+border_crop", "both crop the image"),
     ("border_crop=wide", "must be a number"),
     ("equalize=2", "takes no value"),
 ])
@@ -172,3 +174,84 @@ def test_onnx_export_refuses_equalize_in_one_line_and_keeps_border_crop(tmp_path
         export_checked(_model("equalize"), SIZE, tmp_path / "equalize.onnx")
     assert not (tmp_path / "equalize.onnx").exists()
     assert export_checked(_model("border_crop=0.7"), SIZE, tmp_path / "crop.onnx") <= 1e-4
+
+
+def test_the_lung_box_comes_from_the_masks_or_else_the_audits_central_box(tmp_path):
+    from xraytrack.explain.lungs import FALLBACK_BOX, lung_box
+
+    for i, (top, left) in enumerate(((20, 10), (30, 20))):
+        folder = tmp_path / f"C{i}" / "masks"
+        folder.mkdir(parents=True)
+        mask = np.zeros((100, 100), np.uint8)
+        mask[top:80, left:90] = 255
+        Image.fromarray(mask).save(folder / f"C{i}-1.png")
+    box, n = lung_box(tmp_path, ["C0", "C1"])
+    assert n == 2
+    # the 2nd-98th percentile of the masks' boxes (tops 0.2 and 0.3: 0.202), widened by 0.02
+    assert box == pytest.approx((0.202 - 0.02, 0.80 + 0.02, 0.102 - 0.02, 0.90 + 0.02), abs=1e-3)
+    assert lung_box(tmp_path, ["elsewhere"]) == (FALLBACK_BOX, 0)
+
+
+def test_lung_crop_sees_only_the_lung_box():
+    box = (0.25, 0.75, 0.25, 0.75)
+    spec = ModelSpec(num_classes=2, img_size=SIZE, augment=False, preprocess="lung_crop",
+                     lung_box=box)
+    model = build_model("simple_cnn", spec)
+    base = np.random.default_rng(0).uniform(60, 180, (SIZE, SIZE)).astype("float32")
+    outside, inside = base.copy(), base.copy()
+    outside[:4] = 250  # rows 0-3 are outside the box (it starts at row 8)
+    inside[12:16, 12:16] = 250
+    out = model.predict(np.stack([base, outside, inside])[..., None], verbose=0)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+    assert np.abs(out[0] - out[2]).max() > 1e-4
+
+
+def test_outside_lung_dropout_fills_outside_the_box_while_training_only():
+    import keras
+
+    from xraytrack.models.preprocessing import OutsideLungDropout, box_region
+
+    box = (0.25, 0.75, 0.25, 0.75)
+    images = np.random.default_rng(2).uniform(0, 255, (3, SIZE, SIZE, 1)).astype("float32")
+    layer = OutsideLungDropout(box, rate=1.0, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    filled = np.asarray(layer(images, training=True))
+    region = box_region(box, SIZE, SIZE)
+    np.testing.assert_array_equal(filled[:, region], images[:, region])
+    means = images.mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(filled[:, ~region, 0], np.repeat(means[:, None], (~region).sum(), 1),
+                               rtol=1e-5)
+    never = OutsideLungDropout(box, rate=0.01, seed=0)
+    assert (np.asarray(never(images, training=True)) == images).mean() > 0.5
+    again = OutsideLungDropout.from_config(layer.get_config())
+    assert again.box == box and again.rate == 1.0
+    assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(
+        layer)), OutsideLungDropout)
+
+
+def _lung_signal_dataset(root, n_per_class: int = 60):
+    """Two classes told apart only by the brightness inside the central box; borders random."""
+    rng = np.random.default_rng(4)
+    for label, name in enumerate(("COVID", "Normal")):
+        folder = root / name / "images"
+        folder.mkdir(parents=True)
+        for i in range(n_per_class):
+            image = np.clip(rng.normal(120, 30, (48, 48)), 0, 255)
+            image[14:34, 14:34] = 60 + 120 * label
+            Image.fromarray(image.astype(np.uint8)).save(folder / f"{name}-{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_lung_crop_removes_a_border_signal_and_keeps_a_lung_signal(tmp_path):
+    scores = {}
+    for name, data in (("border", _border_dataset(tmp_path / "border")),
+                       ("lungs", _lung_signal_dataset(tmp_path / "lungs"))):
+        cfg = quick_config(data, epochs=4, preprocess="lung_crop+outside_lung_dropout",
+                           audit=False, hyperparameters={"filters": 16, "learning_rate": 3e-3})
+        run = mlflow.get_run(run_training(cfg))
+        scores[name] = run.data.metrics["test_accuracy"]
+        assert run.data.params["preprocess.lung_box_source"].startswith("the audit's fixed central box")
+        assert run.data.params["preprocess.lung_box"] == "0.12,0.82,0.12,0.88"
+    assert scores["border"] <= 0.75, scores  # the border is cropped away: nothing left to learn
+    assert scores["lungs"] >= 0.9, scores  # what lies in the lungs survives the crop

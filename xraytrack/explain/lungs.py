@@ -37,6 +37,38 @@ def mask_files(root: Path, class_names) -> dict[str, Path]:
     return found
 
 
+def lung_box(root: Path, class_names, limit: int = 500, seed: int = 0) -> tuple[tuple, int]:
+    """(box, n_masks): one box (top, bottom, left, right, as fractions) holding the lungs of
+    nearly every image, from up to ``limit`` of the dataset's masks (a seeded sample), or
+    ``FALLBACK_BOX`` and 0 without masks.
+
+    One box for all images, because a model has no mask for a new image at inference: the box
+    from the 2nd to the 98th percentile of the masks' own bounding boxes, widened by 0.02."""
+    files = sorted(mask_files(root, class_names).values())
+    if len(files) > limit:
+        files = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), limit,
+                                                                             replace=False))]
+    boxes = []
+    for f in files:
+        try:
+            lungs = load_grayscale(f) > 127
+        except DECODE_ERRORS as exc:
+            log.warning("unreadable mask %s (%s): left out of the lung box", f, exc)
+            continue
+        rows, cols = np.flatnonzero(lungs.any(axis=1)), np.flatnonzero(lungs.any(axis=0))
+        if len(rows):
+            h, w = lungs.shape
+            boxes.append((rows[0] / h, (rows[-1] + 1) / h, cols[0] / w, (cols[-1] + 1) / w))
+    if not boxes:
+        return FALLBACK_BOX, 0
+    b = np.asarray(boxes)
+    low, high = np.percentile(b[:, [0, 2]], 2, axis=0) - 0.02, np.percentile(b[:, [1, 3]], 98, axis=0) + 0.02
+    top, left = np.clip(low, 0.0, 1.0)
+    bottom, right = np.clip(high, 0.0, 1.0)
+    return (round(float(top), 3), round(float(bottom), 3), round(float(left), 3),
+            round(float(right), 3)), len(boxes)
+
+
 def fallback_region(size: int) -> np.ndarray:
     top, bottom, left, right = FALLBACK_BOX
     region = np.zeros((size, size), dtype=bool)

@@ -30,12 +30,15 @@ def augmentation(spec: ModelSpec) -> keras.Sequential:
 
 
 def image_input(spec: ModelSpec, scale_to: str = "unit"):
-    """The model's input and its preprocessed tensor, scaled to [0, 1] or [-1, 1]: the
-    strategies of every pass first, then augmentation, then the training-only strategies."""
+    """The model's input and its preprocessed tensor, scaled to [0, 1] or [-1, 1]: the strategies
+    that need the raw frame, those of every pass, augmentation, then the other training-only
+    strategies."""
     inputs = keras.Input(spec.input_shape, name="image")
     steps = preprocessing.parse(spec.preprocess)
     x = inputs
-    for layer in preprocessing.every_pass(steps, spec.img_size):
+    for layer in preprocessing.training_first(steps, spec.lung_box):
+        x = layer(x)
+    for layer in preprocessing.every_pass(steps, spec.img_size, spec.lung_box):
         x = layer(x)
     x = augmentation(spec)(x) if spec.augment else x
     for layer in preprocessing.training_only(steps):

@@ -9,22 +9,35 @@ model; the image cache stays the plain decoded image.
 ``cfg.preprocess`` names them joined by ``+`` (``equalize+border_crop=0.8``); they run in this
 order whatever the order written:
 
+- ``outside_lung_dropout[=p]``: while training only, each image with probability ``p`` (default
+  0.5) has everything outside the lung box filled with its mean (the audit's occlusion as
+  augmentation), so the border stops paying. First, on the image as it comes.
 - ``border_crop[=f]``: keep the central fraction ``f`` (default 0.8) of each side, resized back to
   the input size, dropping burnt-in text and markers at the edges. Every pass.
+- ``lung_crop``: keep the lung box only, resized back to the input size. Every pass. Instead of
+  ``border_crop``, not with it.
 - ``equalize``: histogram equalisation of each image on its own (``Equalize``). Every pass.
 - ``photometric``: while training only, random gamma, contrast, blur and noise, so exposure and
   scanner style stop being a cue. (JPEG re-compression is not among them: no backend-neutral op.)
+
+The lung box is one box for every image (``ModelSpec.lung_box``: top, bottom, left, right as
+fractions): training takes it from the dataset's lung masks when it has them, else the audit's
+fixed central box (``explain.lungs.lung_box``), and logs which. A per-image mask cannot be used,
+since a new image at inference has none.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.explain.lungs import FALLBACK_BOX
 
-ORDER = ("border_crop", "equalize", "photometric")
-DEFAULT_CROP = 0.8
+ORDER = ("outside_lung_dropout", "border_crop", "lung_crop", "equalize", "photometric")
+DEFAULTS = {"border_crop": 0.8, "outside_lung_dropout": 0.5}  # the strategies that take a value
+LIMITS = {"border_crop": (0.3, 0.999), "outside_lung_dropout": (0.01, 1.0)}
 
 
 def parse(text: str | None) -> dict[str, float | None]:
@@ -38,21 +51,28 @@ def parse(text: str | None) -> dict[str, float | None]:
             raise XrayTrackError(f"unknown preprocessing {name!r}: use none or any of "
                                  f"{', '.join(ORDER)} joined by '+'")
         steps[name] = _value(name, value)
+    if "border_crop" in steps and "lung_crop" in steps:
+        raise XrayTrackError("border_crop and lung_crop both crop the image: use one of them")
     return {name: steps[name] for name in ORDER if name in steps}
 
 
 def _value(name: str, value: str) -> float | None:
-    if name != "border_crop":
+    if name not in DEFAULTS:
         if value:
             raise XrayTrackError(f"preprocessing {name!r} takes no value (got {name}={value})")
         return None
     try:
-        fraction = float(value) if value else DEFAULT_CROP
+        number = float(value) if value else DEFAULTS[name]
     except ValueError:
-        raise XrayTrackError(f"border_crop={value}: the fraction must be a number") from None
-    if not 0.3 <= fraction < 1:
-        raise XrayTrackError(f"border_crop={value}: keep a fraction from 0.3 to below 1")
-    return fraction
+        raise XrayTrackError(f"{name}={value}: the value must be a number") from None
+    low, high = LIMITS[name]
+    if not low <= number <= high:
+        raise XrayTrackError(f"{name}={value}: give a value from {low:g} to {high:g}")
+    return number
+
+
+def needs_lung_box(text: str | None) -> bool:
+    return bool({"lung_crop", "outside_lung_dropout"} & set(parse(text)))
 
 
 def canonical(text: str | None) -> str:
@@ -123,13 +143,66 @@ class RandomGammaNoise(layers.Layer):
         return super().get_config() | {"gamma": self.gamma, "noise": self.noise, "seed": self.seed}
 
 
-def every_pass(steps: dict[str, float | None], img_size: int) -> list[layers.Layer]:
+@keras.saving.register_keras_serializable(package="xraytrack")
+class OutsideLungDropout(layers.Layer):
+    """While training: with probability ``rate``, an image's pixels outside ``box`` become the
+    image's mean (as the audit's occlusion fills them: no new black edge to learn)."""
+
+    def __init__(self, box=FALLBACK_BOX, rate: float = 0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.box, self.rate, self.seed = tuple(box), rate, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        outside = ops.convert_to_tensor(~box_region(self.box, images.shape[1], images.shape[2]))
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        drop = keras.random.uniform((batch, 1, 1, 1), seed=self.generator) < self.rate
+        return ops.where(ops.logical_and(drop, outside[None, :, :, None]), mean, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"box": list(self.box), "rate": self.rate, "seed": self.seed}
+
+
+def box_region(box, height: int, width: int) -> np.ndarray:
+    """The box as a boolean (height, width) mask, in the pixels ``lung_crop`` keeps."""
+    top, bottom, left, right = _pixels(box, height, width)
+    region = np.zeros((height, width), dtype=bool)
+    region[top:bottom, left:right] = True
+    return region
+
+
+def _pixels(box, height: int, width: int) -> tuple[int, int, int, int]:
+    top, bottom, left, right = box
+    return (round(top * height), max(round(top * height) + 1, round(bottom * height)),
+            round(left * width), max(round(left * width) + 1, round(right * width)))
+
+
+def training_first(steps: dict[str, float | None], box=None) -> list[layers.Layer]:
+    """Random strategies that need the image as it comes (the lung box is in its frame)."""
+    if "outside_lung_dropout" not in steps:
+        return []
+    return [OutsideLungDropout(box or FALLBACK_BOX, steps["outside_lung_dropout"],
+                               name="outside_lung_dropout")]
+
+
+def every_pass(steps: dict[str, float | None], img_size: int, box=None) -> list[layers.Layer]:
     """The deterministic strategies: the same in training and at inference."""
     out: list[layers.Layer] = []
     if "border_crop" in steps:
         side = max(1, round(img_size * steps["border_crop"]))
         out += [layers.CenterCrop(side, side, name="border_crop"),
                 layers.Resizing(img_size, img_size, name="border_crop_resize")]
+    if "lung_crop" in steps:
+        top, bottom, left, right = _pixels(box or FALLBACK_BOX, img_size, img_size)
+        out += [layers.Cropping2D(((top, img_size - bottom), (left, img_size - right)),
+                                  name="lung_crop"),
+                layers.Resizing(img_size, img_size, name="lung_crop_resize")]
     if "equalize" in steps:
         out.append(Equalize(name="equalize"))
     return out

@@ -15,6 +15,7 @@ class ModelSpec:
     horizontal_flip: bool = False  # off: laterality (heart on the left) is real signal in a CXR
     weights: str | None = None  # MobileNetV2 only: an .h5 path, "imagenet", or None for random
     preprocess: str = "none"  # models.preprocessing strategies, e.g. "border_crop=0.8+equalize"
+    lung_box: tuple[float, float, float, float] | None = None  # lung_crop's: top, bottom, left, right
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
@@ -16,7 +18,7 @@ from xraytrack.data.prepare import PreparedData, prepare, summarize
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import metrics, test_split
 from xraytrack.explain import audit, lungs
-from xraytrack.models import ModelSpec, build_model, hyperparameters
+from xraytrack.models import ModelSpec, build_model, hyperparameters, preprocessing
 from xraytrack.tracking import inputs, model_logging, runs
 from xraytrack.training import balancing, calibrate, distribute, fitting
 
@@ -24,7 +26,24 @@ from xraytrack.training import balancing, calibrate, distribute, fitting
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     return ModelSpec(num_classes=len(cfg.classes), img_size=cfg.img_size, augment=cfg.augment,
                      horizontal_flip=cfg.horizontal_flip, weights=cfg.weights,
-                     preprocess=cfg.preprocess)
+                     preprocess=cfg.preprocess, lung_box=lung_box(cfg)[0])
+
+
+def lung_box(cfg: TrainConfig) -> tuple[tuple | None, str]:
+    """The lung box of ``lung_crop`` and ``outside_lung_dropout`` for this data, and where it
+    came from (logged as ``preprocess.lung_box*``); (None, "") when no strategy needs one."""
+    if not preprocessing.needs_lung_box(cfg.preprocess):
+        return None, ""
+    return _dataset_lung_box(cfg.data_dir, cfg.classes)
+
+
+@functools.cache  # read the masks once per dataset, not once per model built
+def _dataset_lung_box(data_dir: str, classes: tuple[str, ...]) -> tuple[tuple, str]:
+    box, n_masks = lungs.lung_box(Path(data_dir), classes)
+    source = (f"bounding boxes of {n_masks} lung masks of the dataset" if n_masks
+              else "the audit's fixed central box (the dataset has no lung masks)")
+    print(f"Lung box (top, bottom, left, right) {box}: {source}")
+    return box, source
 
 
 def resolve(cfg: TrainConfig) -> tuple[TrainConfig, DatasetIndex]:
@@ -83,6 +102,10 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
     Fitting happens on ``placement``'s devices, everything after it on one device."""
     placement = placement or distribute.Placement(distribute.Plan("none"))
     mlflow.log_params(cfg.params() | {f"hp.{k}": v for k, v in hp.values.items()})
+    box, source = lung_box(cfg)
+    if box:
+        mlflow.log_params({"preprocess.lung_box": ",".join(map(str, box)),
+                           "preprocess.lung_box_source": source})
     runs.log_system_info()
     log_data(data)
     with placement.scope():
