@@ -57,6 +57,10 @@ def test_audit_flags_only_the_model_whose_signal_is_outside_the_lungs(audits, wh
         assert removed > 0.9 and only < 0.65
     else:
         assert removed < 0.65 and only > 0.9
+    # a bootstrap interval around the lungs-removed scores, so two models' audits can be compared
+    for metric in ("balanced_accuracy", "macro_auc"):
+        name = f"audit_lungs_removed_{metric}"
+        assert m[f"{name}_lo"] <= m[name] <= m[f"{name}_hi"]
 
 
 def test_gradcam_attention_sits_more_in_the_lungs_for_the_inside_model(audits):

@@ -186,6 +186,11 @@ def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outsi
         kept, key=lambda s: external.at[s, "auc_covid"])
     assert "highest external auc_covid" in mlflow.artifacts.load_text(
         f"runs:/{parent_id}/tradeoff.md")
+    audits = mlflow.artifacts.load_text(f"runs:/{parent_id}/comparison_audit.md")
+    removed = arms["none"].data.metrics  # each arm's audit, with its interval
+    assert (f"| none | {removed['audit_plain_balanced_accuracy']:.3f} | "
+            f"{removed['audit_lungs_removed_balanced_accuracy']:.3f} "
+            f"[{removed['audit_lungs_removed_balanced_accuracy_lo']:.3f}, ") in audits
 
 
 def test_a_bad_value_of_the_varied_setting_fails_before_training(dataset):

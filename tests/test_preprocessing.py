@@ -174,6 +174,8 @@ def test_onnx_export_refuses_equalize_in_one_line_and_keeps_border_crop(tmp_path
         export_checked(_model("equalize"), SIZE, tmp_path / "equalize.onnx")
     assert not (tmp_path / "equalize.onnx").exists()
     assert export_checked(_model("border_crop=0.7"), SIZE, tmp_path / "crop.onnx") <= 1e-4
+    lungs = _model("lung_crop+outside_lung_dropout")  # the dropout is a no-op at inference
+    assert export_checked(lungs, SIZE, tmp_path / "lungs.onnx") <= 1e-4
 
 
 def test_the_lung_box_comes_from_the_masks_or_else_the_audits_central_box(tmp_path):

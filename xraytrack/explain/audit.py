@@ -20,7 +20,7 @@ import mlflow
 import numpy as np
 
 from xraytrack.data.logged import logged_test_images
-from xraytrack.evaluation import metrics, plots
+from xraytrack.evaluation import bootstrap, metrics, plots
 from xraytrack.explain import gradcam, lungs
 from xraytrack.tracking import runs
 from xraytrack.tracking.loading import load_trained
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MIN_MARGIN = 0.15
 MIN_RETAINED = 0.5
+N_BOOT = 200  # intervals of the lungs-removed scores: enough to compare strategies side by side
 
 
 @dataclass
@@ -40,6 +41,18 @@ class AuditResult:
 
 def _headline(y, probs, classes, prefix: str) -> dict[str, float]:
     return metrics.prefixed(metrics.headline(metrics.scores(y, probs, classes)), prefix)
+
+
+def _intervals(y, probs, classes, prefix: str) -> dict[str, float]:
+    """Bootstrap 95% intervals (``<prefix><metric>_lo/_hi``) of the balanced accuracy and macro
+    AUC, so that two models' audits can be told apart or not."""
+    def score(index):
+        return {k: v for k, v in metrics.scores(y[index], probs[index], classes).items()
+                if k in ("balanced_accuracy", "macro_auc")}
+
+    frame = bootstrap.intervals(score, bootstrap.resamples(len(y), N_BOOT, seed=0))
+    return {f"{prefix}{m}_{side}": float(frame.at[m, side]) for m in frame.index
+            for side in ("lo", "hi") if not np.isnan(frame.at[m, side])}
 
 
 def _sample_per_class(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -63,8 +76,9 @@ def audit(model: keras.Model, images: np.ndarray, y: np.ndarray, probs: np.ndarr
         return model.predict(x[..., None].astype("float32"), batch_size=batch_size, verbose=0)
 
     out = _headline(y, probs, classes, "audit_plain_")
-    out |= _headline(y, predict(lungs.occlude(images, regions, keep="outside")), classes,
-                     "audit_lungs_removed_")
+    removed = predict(lungs.occlude(images, regions, keep="outside"))
+    out |= _headline(y, removed, classes, "audit_lungs_removed_")
+    out |= _intervals(y, removed, classes, "audit_lungs_removed_")
     out |= _headline(y, predict(lungs.occlude(images, regions, keep="lungs")), classes,
                      "audit_lungs_only_")
     sample = _sample_per_class(y, gradcam_per_class)
