@@ -56,3 +56,19 @@ def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
     assert run.data.params["cfg.batch_size"] == "32"  # blank kept the experiment file's value
     assert run.data.params["cfg.monitor"] == "val_accuracy"
     assert run.data.params["cfg.balance"] == "oversample"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vary", "preprocess"], "no value of preprocess given to compare"),
+    (["--vary", "preprocess", "--strategies", "none,sharpen"], "unknown preprocessing 'sharpen'"),
+    (["--vary", "classes", "--strategies", "a,b"], "cannot vary 'classes'"),
+    (["--strategies", "none,smote"], "unknown balancing strategy 'smote'"),
+])
+def test_compare_refuses_a_bad_arm_in_one_line_before_any_run(dataset, args, message):
+    base = ["compare", "--config", str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir",
+            str(dataset)]
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

@@ -202,3 +202,17 @@ def test_a_bad_value_of_the_varied_setting_fails_before_training(dataset):
     with pytest.raises(XrayTrackError, match="img_size=big: not a valid value"):
         run_comparison(cfg, ["32", "big"], vary="img_size")
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_with_seeds_the_tradeoff_reads_each_arms_means_and_seed_ranges():
+    table = pd.DataFrame({"macro_f1": [0.90, 0.92, 0.89, 0.91]},
+                         index=["none seed 1", "none seed 2", "crop seed 1", "crop seed 2"])
+    external = pd.DataFrame({"auc_covid": [0.50, 0.60, 0.80, 0.90]}, index=table.index)
+    with mlflow.start_run() as run:
+        compare_mod._log_tradeoff(table, external, ("none", "crop"), (1, 2), "macro_f1",
+                                  "auc_covid", 0.02, "hospital")
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.data.tags["xraytrack.best_tradeoff_strategy"] == "crop"
+    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/tradeoff.md")
+    assert "`crop`: 0.850 [0.800, 0.900] vs `none` 0.550 [0.500, 0.600]" in text
+    assert "the ranges over seeds do not overlap" in text
