@@ -112,23 +112,26 @@ def test_equalize_applies_at_inference_and_photometric_only_while_training():
     assert np.abs(np.asarray(photometric(dull, training=True)) - dull).mean() > 1
 
 
-def _border_dataset(root, n_per_class: int = 60):
-    """Two classes told apart only by the brightness of a 5-pixel border; the centers are drawn
-    from one distribution."""
-    rng = np.random.default_rng(3)
+def _signal_dataset(root, where: str = "border", n_per_class: int = 60):
+    """Two classes told apart only by the brightness of a 5-pixel border (``where="border"``) or
+    of a central square inside the lung box (``"lungs"``); the rest drawn from one distribution."""
+    rng = np.random.default_rng(3 if where == "border" else 4)
     for label, name in enumerate(("COVID", "Normal")):
         folder = root / name / "images"
         folder.mkdir(parents=True)
         for i in range(n_per_class):
             image = np.clip(rng.normal(120, 30, (48, 48)), 0, 255)
-            image[:5], image[-5:], image[:, :5], image[:, -5:] = (30 + 190 * label,) * 4
+            if where == "border":
+                image[:5], image[-5:], image[:, :5], image[:, -5:] = (30 + 190 * label,) * 4
+            else:
+                image[14:34, 14:34] = 60 + 120 * label
             Image.fromarray(image.astype(np.uint8)).save(folder / f"{name}-{i}.png")
     return root
 
 
 @pytest.mark.slow
 def test_border_crop_takes_away_a_border_signal_and_travels_with_the_served_model(tmp_path):
-    data = _border_dataset(tmp_path / "border")
+    data = _signal_dataset(tmp_path / "border")
     scores, runs = {}, {}
     for preprocess in ("none", "border_crop=0.7+equalize"):
         cfg = quick_config(data, epochs=4, preprocess=preprocess, audit=False,
@@ -231,24 +234,11 @@ def test_outside_lung_dropout_fills_outside_the_box_while_training_only():
         layer)), OutsideLungDropout)
 
 
-def _lung_signal_dataset(root, n_per_class: int = 60):
-    """Two classes told apart only by the brightness inside the central box; borders random."""
-    rng = np.random.default_rng(4)
-    for label, name in enumerate(("COVID", "Normal")):
-        folder = root / name / "images"
-        folder.mkdir(parents=True)
-        for i in range(n_per_class):
-            image = np.clip(rng.normal(120, 30, (48, 48)), 0, 255)
-            image[14:34, 14:34] = 60 + 120 * label
-            Image.fromarray(image.astype(np.uint8)).save(folder / f"{name}-{i}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_lung_crop_removes_a_border_signal_and_keeps_a_lung_signal(tmp_path):
     scores = {}
-    for name, data in (("border", _border_dataset(tmp_path / "border")),
-                       ("lungs", _lung_signal_dataset(tmp_path / "lungs"))):
+    for name in ("border", "lungs"):
+        data = _signal_dataset(tmp_path / name, where=name)
         cfg = quick_config(data, epochs=4, preprocess="lung_crop+outside_lung_dropout",
                            audit=False, hyperparameters={"filters": 16, "learning_rate": 3e-3})
         run = mlflow.get_run(run_training(cfg))
