@@ -161,7 +161,8 @@ def main(verbose: bool):
               "class_weight, oversample, undersample or balanced_batches.")
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
 @click.option("--preprocess", type=STR, help="Strategies against source shortcuts, joined by '+': "
-              "border_crop[=0.8], equalize, photometric (default none).")
+              "border_crop[=0.8] or lung_crop, equalize, photometric, outside_lung_dropout[=0.5] "
+              "(default none).")
 @click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
 @click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
 @click.option("--distribute", type=STR, help="auto (every GPU when there are two or more), none, "
