@@ -8,6 +8,7 @@ import numpy as np
 from keras import layers
 
 from xraytrack.config import TrainConfig
+from xraytrack.models import hyperparameters
 from xraytrack.models.spec import compile_classifier
 
 
@@ -27,7 +28,7 @@ def oracle_model(img_size: int, centers=(50.0, 120.0, 190.0)) -> keras.Model:
     k = 0.05
     c = np.asarray(centers)
     model.get_layer(index=2).set_weights([(2 * k * c)[None, :], -k * c**2])
-    return compile_classifier(model, 1e-3, len(centers))
+    return compile_classifier(model, hyperparameters(), 1e-3, len(centers))
 
 
 def only_run(experiment: str = "tests"):

@@ -38,16 +38,30 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
 
 
 def parse_hp(items: tuple[str, ...]) -> dict:
-    """``--hp dense_units=256`` pairs; values parsed as YAML so numbers stay numbers."""
+    """``--hp dense_units=256`` pairs, also comma-separated (``-P hp=label_smoothing=0.1,
+    weight_decay=1e-4`` in MLproject, where blank means none); values parsed as YAML so numbers
+    stay numbers."""
     import yaml
 
     out = {}
-    for item in items:
+    for item in (part.strip() for given in items for part in given.split(",")):
+        if not item:
+            continue
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise XrayTrackError(f"--hp expects name=value, got {item!r}")
-        out[name.strip()] = yaml.safe_load(value)
+        out[name.strip()] = _number_or_yaml(value)
     return out
+
+
+def _number_or_yaml(text: str):
+    """1e-4 is a number here, though YAML 1.1 (PyYAML) reads it as a string."""
+    import yaml
+
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def _store_error(exc: Exception) -> tuple[str, bool]:
@@ -137,6 +151,25 @@ def data_options(fn):
     return fn
 
 
+def recipe_options(fn):
+    """How a run fits, beyond epochs and learning rate: issue 13's fine-tuning recipe settings."""
+    options = [
+        click.option("--monitor", type=STR, help="What early stopping and the best-epoch "
+                     "checkpoint watch: val_loss, val_macro_f1, val_auc or val_accuracy."),
+        click.option("--patience", type=INT, help="Epochs without improvement before stopping "
+                     "(0: never stop early)."),
+        click.option("--lr-schedule", type=STR, help="constant, cosine (after --warmup-epochs of "
+                     "linear warm-up) or plateau (x0.2 after 2 epochs without improvement)."),
+        click.option("--warmup-epochs", type=INT, help="Linear warm-up epochs of --lr-schedule "
+                     "cosine."),
+        click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter, e.g. "
+                     "--hp dense_units=256, --hp label_smoothing=0.1,weight_decay=1e-4."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool):
@@ -164,7 +197,7 @@ def main(verbose: bool):
               "border_crop[=0.8] or lung_crop, equalize, photometric, outside_lung_dropout[=0.5] "
               "(default none).")
 @click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
-@click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter: --hp dense_units=256.")
+@recipe_options
 @click.option("--distribute", type=STR, help="auto (every GPU when there are two or more), none, "
               "or data_parallel (every local device); --batch-size stays the global batch.")
 @click.option("--seeds", type=STR, help="Repeat with each seed (1,2,3): one child run per seed, "
@@ -357,17 +390,18 @@ def predict(model_uri, paths, out, batch_size):
 @click.option("--balance", type=STR, help="Balancing of every arm, when it is not what varies.")
 @click.option("--preprocess", type=STR, help="Preprocessing of every arm, when it is not what "
               "varies.")
+@recipe_options
 @click.option("--experiment", type=STR)
 @friendly_errors
 def compare(config_path, vary, strategies, select_metric, n_bootstrap, external_dir, site,
             label_map, external_metric, tolerance, seeds, data_dir, classes, learning_rate,
-            **overrides):
+            hp_items, **overrides):
     """Train one child run per value of one setting (class balancing by default) and compare
     them with bootstrap CIs; with --external-dir, also at another site."""
     from xraytrack.data.labelled import parse_label_map
     from xraytrack.training.compare import ExternalSet, run_comparison
 
-    hps = {} if learning_rate is None else {"learning_rate": learning_rate}
+    hps = parse_hp(hp_items) | ({} if learning_rate is None else {"learning_rate": learning_rate})
     cfg = load_run_config(config_path, data_dir, classes, hps, **overrides)
     external = (ExternalSet(external_dir, site, parse_label_map(label_map)) if external_dir
                 else None)

@@ -15,6 +15,8 @@ from xraytrack.errors import XrayTrackError
 # Settings that do not change what is computed, so they do not break resuming. ``distribute``
 # changes only where a step runs (a data-parallel step is the same step, up to float rounding).
 VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit", "cfg.distribute"}
+# Settings added after runs were made, with the defaults that compute what those runs computed.
+ADDED_LATER = {"cfg.preprocess": "none", "cfg.lr_schedule": "constant", "cfg.warmup_epochs": "0"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class TrainConfig:
     balance: str = "none"  # see balancing.STRATEGIES; training split only
     monitor: str = "val_loss"  # drives early stopping and the best checkpoint
     patience: int = 0  # 0: no early stopping
+    lr_schedule: str = "constant"  # constant, cosine or plateau (training.schedules)
+    warmup_epochs: int = 0  # cosine only: epochs of linear warm-up
     audit: bool = True  # shortcut audit and Grad-CAM overlays after the test evaluation
     hyperparameters: dict = field(default_factory=dict)
     experiment: str = "xraytrack"
@@ -48,8 +52,10 @@ class TrainConfig:
     def __post_init__(self):
         # One spelling per strategy (and a clear error for a wrong one) before anything runs.
         from xraytrack.models.preprocessing import canonical
+        from xraytrack.training.schedules import check
 
         object.__setattr__(self, "preprocess", canonical(self.preprocess))
+        check(self.lr_schedule, self.warmup_epochs, self.epochs)
 
     @property
     def monitor_mode(self) -> str:
@@ -77,8 +83,9 @@ class TrainConfig:
 
         ``extra`` adds what else defines the work (a search's tuner settings, say)."""
         items = {k: v for k, v in self.params().items() if k not in VOLATILE}
-        if items.get("cfg.preprocess") == "none":  # as before the setting existed: older
-            del items["cfg.preprocess"]             # checkpoints and finished seeds still match
+        for name, default in ADDED_LATER.items():  # at their defaults, the key is what it was
+            if items.get(name) == default:         # before they existed: older checkpoints and
+                del items[name]                    # finished seeds still match
         items |= {k: str(v) for k, v in extra.items()}
         return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 

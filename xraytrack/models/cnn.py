@@ -30,7 +30,7 @@ def _head(x, inputs, hp, spec: ModelSpec, name: str, units: int, dropout: float 
         x = layers.Dropout(dropout, name="dense_dropout")(x)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name=name)
-    return compile_classifier(model, _learning_rate(hp), spec.num_classes)
+    return compile_classifier(model, hp, _learning_rate(hp), spec.num_classes)
 
 
 def simple_cnn(hp, spec: ModelSpec) -> keras.Model:

@@ -53,4 +53,4 @@ def mobilenet(hp, spec: ModelSpec) -> keras.Model:
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name="mobilenet")
     lr = hp.Float("learning_rate", 1e-5, 1e-2, sampling="log", default=1e-4)
-    return compile_classifier(model, lr, spec.num_classes)
+    return compile_classifier(model, hp, lr, spec.num_classes)

@@ -22,11 +22,24 @@ class ModelSpec:
         return (self.img_size, self.img_size, 1)
 
 
-def compile_classifier(model: keras.Model, learning_rate: float, num_classes: int) -> keras.Model:
-    """Adam + categorical cross-entropy as in the seed, with metrics that survive class imbalance."""
+def optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:
+    """Adam as in the seed; AdamW (decoupled weight decay) when a recipe asks for decay."""
+    if weight_decay:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def compile_classifier(model: keras.Model, hp, learning_rate: float, num_classes: int) -> keras.Model:
+    """Categorical cross-entropy as in the seed, with metrics that survive class imbalance.
+
+    Label smoothing and weight decay are fine-tuning recipe settings (issue 13): fixed
+    hyper-parameters, 0 by default (the seed's loss and optimizer), set with ``--hp`` and varied
+    by ``compare -P vary=hp.label_smoothing``; a search leaves them where the run put them."""
+    smoothing = hp.Fixed("label_smoothing", 0.0)
+    decay = hp.Fixed("weight_decay", 0.0)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="categorical_crossentropy",
+        optimizer=optimizer(learning_rate, decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=[
             "accuracy",
             keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),

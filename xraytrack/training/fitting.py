@@ -30,7 +30,7 @@ from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.tracking import runs
 from xraytrack.tracking.store import redact
-from xraytrack.training import balancing
+from xraytrack.training import balancing, schedules
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
     if cfg.balance == "class_weight":
         class_weight = balancing.balanced_class_weight(train_labels, len(data.classes))
     order_fn = balancing.epoch_order(cfg.balance, train_labels, cfg.batch_size, cfg.seed)
-    callbacks = [EpochMetrics()]
+    # The schedule first: it adds the epoch's learning rate to the metrics EpochMetrics logs.
+    callbacks = [*schedules.callbacks(cfg.lr_schedule, cfg.warmup_epochs, cfg.epochs, cfg.monitor,
+                                      cfg.monitor_mode), EpochMetrics()]
     if cfg.patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
@@ -183,15 +185,16 @@ def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model
     best_file = ckpt / "best.weights.h5"
     args = fit_arguments(cfg, data)
     args["x"].start_at_epoch(resume.epochs_done)  # the order an uninterrupted run would see
-    epoch_metrics, *stopping = args["callbacks"]
+    given = args["callbacks"]
+    after_metrics = next(i for i, c in enumerate(given) if isinstance(c, EpochMetrics)) + 1
     args["callbacks"] = [
-        epoch_metrics,  # first: an epoch's metrics are stored before its backup says it is done
+        *given[:after_metrics],  # an epoch's metrics are stored before its backup says it is done
         keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
             save_weights_only=True, initial_value_threshold=resume.best,
         ),
-        *stopping,
+        *given[after_metrics:],  # early stopping
     ]
     if args["class_weight"] is not None:
         mlflow.log_dict({data.classes[c]: w for c, w in args["class_weight"].items()},
