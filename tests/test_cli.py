@@ -33,6 +33,10 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--weights", "/no/weights.h5"], "weights file /no/weights.h5 does not exist"),
         (["--hp", "dense_units"], "--hp expects name=value"),
         (["--balance", "smote"], "unknown balancing strategy 'smote'; valid: none, class_weight"),
+        (["--lr-schedule", "step"], "unknown lr_schedule 'step'; choose one of constant, cosine"),
+        (["--warmup-epochs", "1"], "warmup_epochs needs lr_schedule cosine"),
+        (["--lr-schedule", "cosine", "--warmup-epochs", "5", "--epochs", "5"],
+         "warmup_epochs (5) must be fewer than epochs (5)"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):
@@ -49,13 +53,19 @@ def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
     result = invoke("train", "--config", str(REPO / "experiments" / "binary.yaml"),
                     "--data-dir", str(dataset), "--epochs", "1", "--img-size", "32",
                     "--batch-size", "", "--learning-rate", "", "--balance", "oversample",
-                    "--experiment", "cli")
+                    "--lr-schedule", "", "--warmup-epochs", "", "--monitor", "", "--hp", "",
+                    "--hp", "label_smoothing=0.1,weight_decay=1e-4", "--experiment", "cli")
     assert result.exit_code == 0, result.output
     (run,) = mlflow.search_runs(experiment_names=["cli"], output_format="list")
     assert run.data.params["cfg.classes"] == "COVID,Normal"
     assert run.data.params["cfg.batch_size"] == "32"  # blank kept the experiment file's value
     assert run.data.params["cfg.monitor"] == "val_accuracy"
     assert run.data.params["cfg.balance"] == "oversample"
+    assert run.data.params["cfg.lr_schedule"] == "constant"
+    # 1e-4 is a number (YAML 1.1 would read a string), and decay means AdamW
+    assert run.data.params["hp.weight_decay"] == "0.0001"
+    assert run.data.params["optimizer_weight_decay"] == "0.0001"  # AdamW's own setting
+    assert run.data.params["hp.label_smoothing"] == "0.1"
 
 
 @pytest.mark.parametrize("args, message", [

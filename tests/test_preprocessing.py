@@ -14,7 +14,7 @@ from helpers import quick_config
 from PIL import Image
 
 from xraytrack.cli import main
-from xraytrack.config import VOLATILE, TrainConfig
+from xraytrack.config import ADDED_LATER, VOLATILE, TrainConfig
 from xraytrack.data.images import load_grayscale, resize
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import build_model
@@ -159,12 +159,14 @@ def test_border_crop_takes_away_a_border_signal_and_travels_with_the_served_mode
     np.testing.assert_allclose(answer[["COVID", "Normal"]].iloc[0], expected, atol=1e-5)
 
 
-def test_no_preprocessing_keeps_the_resume_key_of_earlier_versions():
+def test_settings_added_later_keep_the_resume_key_of_earlier_versions_at_their_defaults():
     plain = TrainConfig(architecture="simple_cnn", data_dir="/data")
-    items = {k: v for k, v in plain.params().items() if k != "cfg.preprocess"}
-    assert "cfg.preprocess" in plain.params()
-    cropped = TrainConfig(architecture="simple_cnn", data_dir="/data", preprocess="border_crop")
-    assert cropped.resume_key() != plain.resume_key()
+    items = {k: v for k, v in plain.params().items() if k not in ADDED_LATER}
+    assert set(ADDED_LATER) <= set(plain.params())
+    for changed in ({"preprocess": "border_crop"}, {"lr_schedule": "plateau"},
+                    {"lr_schedule": "cosine", "warmup_epochs": 1}):
+        other = TrainConfig(architecture="simple_cnn", data_dir="/data", **changed)
+        assert other.resume_key() != plain.resume_key(), changed
     before = {k: v for k, v in items.items() if k not in VOLATILE}
     assert plain.resume_key() == hashlib.sha256(
         json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]

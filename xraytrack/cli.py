@@ -41,7 +41,6 @@ def parse_hp(items: tuple[str, ...]) -> dict:
     """``--hp dense_units=256`` pairs, also comma-separated (``-P hp=label_smoothing=0.1,
     weight_decay=1e-4`` in MLproject, where blank means none); values parsed as YAML so numbers
     stay numbers."""
-    import yaml
 
     out = {}
     for item in (part.strip() for given in items for part in given.split(",")):
