@@ -1,11 +1,14 @@
 """`mlflow run` itself, as a user runs it: the run it creates is the one xraytrack logs into."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +59,31 @@ def test_a_failing_entry_point_ends_failed(tmp_path):
     assert "does not exist" in done.stderr
     (run,) = mlflow.search_runs(experiment_names=["project"], output_format="list")
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_an_interrupted_entry_point_ends_killed_not_failed(dataset, tmp_path):
+    """`mlflow run` marks FAILED whatever exits non-zero, over the KILLED xraytrack wrote
+    (tracking.killed_status): the run must still end KILLED, and say it was interrupted."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "simple_cnn", "--env-manager",
+           "local", "--experiment-name", "project", "-P", f"data_dir={dataset}", "-P", "epochs=50",
+           "-P", "img_size=32", "-P", "audit=false"]
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    backups = Path(os.environ["XRAYTRACK_CACHE_DIR"]).glob
+    deadline = time.monotonic() + 300
+    while not any(json.loads(m.read_text())["epoch"] >= 1
+                  for m in backups("checkpoints/*/backup/training_metadata.json")):
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    (entry_point,) = psutil.Process(launcher.pid).children()
+    entry_point.terminate()
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0 and "Interrupted" in stderr, stderr[-3000:]
+    (run,) = mlflow.search_runs(experiment_names=["project"], output_format="list")
+    deadline = time.monotonic() + 60  # the watcher restores KILLED after `mlflow run` exits
+    while run.info.status != "KILLED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = mlflow.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import mlflow
 import psutil
 
-from xraytrack.tracking import sysinfo
+from xraytrack.tracking import killed_status, sysinfo
 from xraytrack.tracking.store import is_lost, reason
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     the same one ``mlflow run`` and ``mlflow ui`` use; ``MLFLOW_TRACKING_URI`` overrides it.
     """
     child = nested or parent_run_id is not None
+    adopted = not child and "MLFLOW_RUN_ID" in os.environ  # `mlflow run` started it
     nested = nested or (parent_run_id is not None and mlflow.active_run() is not None)
     if not child and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
@@ -48,6 +49,8 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
         yield run
     except KeyboardInterrupt:
         _end("KILLED")
+        if adopted:
+            killed_status.keep_killed(run.info.run_id)
         raise
     except BaseException:
         _end("FAILED")
