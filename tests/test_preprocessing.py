@@ -4,6 +4,7 @@ model (so every path applies them), and that ``border_crop`` takes a border sign
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import mlflow
@@ -18,7 +19,7 @@ from xraytrack.config import ADDED_LATER, VOLATILE, TrainConfig
 from xraytrack.data.images import load_grayscale, resize
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import build_model
-from xraytrack.models.preprocessing import canonical, parse
+from xraytrack.models.preprocessing import canonical, jpeg_roundtrip, parse
 from xraytrack.models.spec import ModelSpec
 from xraytrack.serving.classifier import request_frame
 from xraytrack.training.train import run_training
@@ -110,6 +111,25 @@ def test_equalize_applies_at_inference_and_photometric_only_while_training():
     photometric = model.get_layer("photometric_gamma_noise")
     np.testing.assert_array_equal(np.asarray(photometric(dull, training=False)), dull)
     assert np.abs(np.asarray(photometric(dull, training=True)) - dull).mean() > 1
+    jpeg = model.get_layer("photometric_jpeg")
+    np.testing.assert_array_equal(np.asarray(jpeg(dull, training=False)), dull)
+    assert np.abs(np.asarray(jpeg(dull, training=True)) - dull).mean() > 1  # noise compresses badly
+
+
+@pytest.mark.parametrize("quality", [20, 50, 90])
+def test_jpeg_recompression_matches_pillows_grayscale_jpeg(quality):
+    """150 px (not a multiple of 8) with smooth shading and an edge, as an X-ray has."""
+    y, x = np.mgrid[0:150, 0:150]
+    image = np.clip(120 + 60 * np.sin(x / 9) + 40 * np.cos(y / 13) + 30 * (x > 80), 0, 255)
+    image = image.astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(image, "L").save(buffer, "JPEG", quality=quality)
+    pillow = np.asarray(Image.open(buffer), dtype="float32")
+    ours = np.asarray(jpeg_roundtrip(image[None, ..., None].astype("float32"),
+                                     np.array([quality], "float32")))[0, ..., 0]
+    assert ours.shape == image.shape
+    assert np.abs(ours - pillow).mean() < 0.2
+    assert np.abs(pillow - image).mean() > 2 * np.abs(ours - pillow).mean()  # it did compress
 
 
 def _signal_dataset(root, where: str = "border", n_per_class: int = 60):

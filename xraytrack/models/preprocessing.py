@@ -17,8 +17,9 @@ order whatever the order written:
 - ``lung_crop``: keep the lung box only, resized back to the input size. Every pass. Instead of
   ``border_crop``, not with it.
 - ``equalize``: histogram equalisation of each image on its own (``Equalize``). Every pass.
-- ``photometric``: while training only, random gamma, contrast, blur and noise, so exposure and
-  scanner style stop being a cue. (JPEG re-compression is not among them: no backend-neutral op.)
+- ``photometric``: while training only, random gamma, contrast, blur and noise, then JPEG
+  re-compression at a random quality (``RandomJpeg``), so exposure, scanner and export style stop
+  being a cue.
 
 The lung box is one box for every image (``ModelSpec.lung_box``: top, bottom, left, right as
 fractions): training takes it from the dataset's lung masks when it has them, else the audit's
@@ -143,6 +144,62 @@ class RandomGammaNoise(layers.Layer):
         return super().get_config() | {"gamma": self.gamma, "noise": self.noise, "seed": self.seed}
 
 
+# The JPEG standard's luminance quantisation table (ITU T.81, Annex K.1), scaled by quality as
+# libjpeg does; the DCT-II basis of an 8x8 block.
+JPEG_LUMA = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype="float32")
+_k, _n = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+DCT8 = (np.sqrt(np.where(_k == 0, 1 / 8, 2 / 8)) *
+        np.cos((2 * _n + 1) * _k * np.pi / 16)).astype("float32")
+
+
+def jpeg_roundtrip(images, quality):
+    """Grayscale JPEG compression and decompression at ``quality`` (1-100, one per image) in
+    keras.ops, so it runs on every backend: 8x8 block DCT, quantisation by libjpeg's scaled
+    luminance table, inverse DCT. A grayscale JPEG has no chroma, so only the lossless entropy
+    coding is left out; the result matches Pillow's to about one grey level."""
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    pad_h, pad_w = (-height) % 8, (-width) % 8
+    x = ops.pad(images[..., 0], [[0, 0], [0, pad_h], [0, pad_w]], mode="symmetric") - 128.0
+    rows, cols = (height + pad_h) // 8, (width + pad_w) // 8
+    blocks = ops.transpose(ops.reshape(x, (-1, rows, 8, cols, 8)), (0, 1, 3, 2, 4))
+    dct = ops.convert_to_tensor(DCT8)
+    coefficients = ops.einsum("ij,brcjk,lk->brcil", dct, blocks, dct)
+    q = ops.clip(ops.cast(quality, "float32"), 1.0, 100.0)
+    scale = ops.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)[:, None, None, None, None]
+    table = ops.clip(ops.floor((JPEG_LUMA * scale + 50.0) / 100.0), 1.0, 255.0)
+    quantised = ops.round(coefficients / table) * table
+    pixels = ops.einsum("ji,brcjk,kl->brcil", dct, quantised, dct) + 128.0
+    pixels = ops.reshape(ops.transpose(pixels, (0, 1, 3, 2, 4)), (-1, rows * 8, cols * 8))
+    return ops.clip(ops.round(pixels[:, :height, :width, None]), 0.0, 255.0)
+
+
+@keras.saving.register_keras_serializable(package="xraytrack")
+class RandomJpeg(layers.Layer):
+    """While training: each image re-compressed as a JPEG of random quality in [low, high]."""
+
+    def __init__(self, low: float = 30.0, high: float = 95.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high, self.seed = low, high, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        quality = keras.random.uniform((ops.shape(images)[0],), self.low, self.high,
+                                       seed=self.generator)
+        return jpeg_roundtrip(images, ops.round(quality))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"low": self.low, "high": self.high, "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="xraytrack")
 class OutsideLungDropout(layers.Layer):
     """While training: with probability ``rate``, an image's pixels outside ``box`` become the
@@ -215,4 +272,5 @@ def training_only(steps: dict[str, float | None]) -> list[layers.Layer]:
     return [RandomGammaNoise(name="photometric_gamma_noise"),
             layers.RandomContrast(0.3, name="photometric_contrast"),
             layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=3, sigma=1.0,
-                                      value_range=(0, 255), name="photometric_blur")]
+                                      value_range=(0, 255), name="photometric_blur"),
+            RandomJpeg(name="photometric_jpeg")]  # last, as a file's export is
