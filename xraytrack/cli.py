@@ -130,6 +130,13 @@ def load_run_config(config_path, data_dir, classes, hyperparameters=None, **over
     )
 
 
+def with_options(fn, options: list):
+    """Decorate ``fn`` with click ``options``, listed in the order --help shows them."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def data_options(fn):
     """Options every data-reading command shares."""
     options = [
@@ -145,9 +152,7 @@ def data_options(fn):
         click.option("--cache-dir", type=STR, help="Where decoded images and checkpoints go. "
                      "Default: $XRAYTRACK_CACHE_DIR or ~/.cache/xraytrack."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def recipe_options(fn):
@@ -164,9 +169,7 @@ def recipe_options(fn):
         click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter, e.g. "
                      "--hp dense_units=256, --hp label_smoothing=0.1,weight_decay=1e-4."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
