@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from xraytrack.evaluation.metrics import confusion, metric_name, prefixed, scores
+from xraytrack.evaluation.metrics import (
+    balanced_accuracy_and_macro_auc,
+    confusion,
+    metric_name,
+    prefixed,
+    scores,
+)
 
 CLASSES = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
 
@@ -70,3 +76,18 @@ def test_scores_match_scikit_learns_own_functions():
     assert out["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert out["precision_normal"] == pytest.approx(precision_score(y, pred, average=None)[2])
+
+
+@pytest.mark.parametrize("labels", [
+    [0, 1, 2, 0, 1, 2, 0, 1],        # every class
+    [0, 0, 1, 1, 0, 1, 0, 1],        # class 2 absent
+    [0, -1, 1, 2, -1, 2, 0, 1],      # labels outside the model
+    [1, 1, 1, 1, 1, 1, 1, 1],        # one class only: no AUC is defined
+])
+def test_the_bootstraps_two_scores_are_those_of_scores(labels):
+    y = np.array(labels)
+    probs = np.random.default_rng(len(set(labels))).dirichlet(np.ones(3), size=len(y))
+    full = scores(y, probs, ("COVID", "Normal", "Viral Pneumonia"))
+    fast = balanced_accuracy_and_macro_auc(y, probs)
+    for name in ("balanced_accuracy", "macro_auc"):
+        assert fast[name] == pytest.approx(full[name], nan_ok=True), name

@@ -119,6 +119,20 @@ def scores(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> d
     return {k: float(v) for k, v in out.items()}
 
 
+def balanced_accuracy_and_macro_auc(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Two of ``scores``, the same values, without the per-class rates, PR curves and operating
+    points: what a bootstrap of hundreds of resamples needs (the audit's intervals)."""
+    y_true = np.asarray(y_true)
+    known = y_true >= 0
+    aucs = []
+    for c in range(probs.shape[1]):
+        positive = y_true == c
+        defined = positive[known].any() and not positive.all()
+        aucs.append(roc_auc_score(positive, probs[:, c]) if defined else math.nan)
+    return {"balanced_accuracy": float(_balanced_accuracy(y_true[known], probs.argmax(axis=1)[known])),
+            "macro_auc": math.nan if np.isnan(aucs).all() else float(np.nanmean(aucs))}
+
+
 def score_names(classes: tuple[str, ...]) -> list[str]:
     """The keys ``scores`` returns for these classes, without computing anything."""
     keys = [metric_name(c) for c in classes]

@@ -43,12 +43,11 @@ def _headline(y, probs, classes, prefix: str) -> dict[str, float]:
     return metrics.prefixed(metrics.headline(metrics.scores(y, probs, classes)), prefix)
 
 
-def _intervals(y, probs, classes, prefix: str) -> dict[str, float]:
+def _intervals(y, probs, prefix: str) -> dict[str, float]:
     """Bootstrap 95% intervals (``<prefix><metric>_lo/_hi``) of the balanced accuracy and macro
     AUC, so that two models' audits can be told apart or not."""
     def score(index):
-        return {k: v for k, v in metrics.scores(y[index], probs[index], classes).items()
-                if k in ("balanced_accuracy", "macro_auc")}
+        return metrics.balanced_accuracy_and_macro_auc(y[index], probs[index])
 
     frame = bootstrap.intervals(score, bootstrap.resamples(len(y), N_BOOT, seed=0))
     return {f"{prefix}{m}_{side}": float(frame.at[m, side]) for m in frame.index
@@ -78,7 +77,7 @@ def audit(model: keras.Model, images: np.ndarray, y: np.ndarray, probs: np.ndarr
     out = _headline(y, probs, classes, "audit_plain_")
     removed = predict(lungs.occlude(images, regions, keep="outside"))
     out |= _headline(y, removed, classes, "audit_lungs_removed_")
-    out |= _intervals(y, removed, classes, "audit_lungs_removed_")
+    out |= _intervals(y, removed, "audit_lungs_removed_")
     out |= _headline(y, predict(lungs.occlude(images, regions, keep="lungs")), classes,
                      "audit_lungs_only_")
     sample = _sample_per_class(y, gradcam_per_class)
