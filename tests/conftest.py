@@ -87,7 +87,7 @@ def trained_store(tmp_path_factory):
         mp.setenv("XRAYTRACK_CACHE_DIR", str(root / "cache"))
         mp.chdir(root)
         data = make_dataset(root / "data", n_per_class=24)
-        run_id = run_training(quick_config(data, epochs=2, experiment="xraytrack"))
+        run_id = run_training(quick_config(data, epochs=2, experiment="xraytrack", audit=True))
     return {"uri": f"sqlite:///{root / 'mlflow.db'}", "run_id": run_id, "data": data, "root": root}
 
 

@@ -13,8 +13,10 @@ from xraytrack.models.spec import compile_classifier
 
 
 def quick_config(data_dir, **overrides) -> TrainConfig:
+    """Tiny and fast; without the shortcut audit, which the tests that check it turn on."""
     base = dict(architecture="simple_cnn", data_dir=str(data_dir), img_size=32, batch_size=16,
-                epochs=2, augment=False, experiment="tests", hyperparameters={"filters": 16})
+                epochs=2, augment=False, audit=False, experiment="tests",
+                hyperparameters={"filters": 16})
     return TrainConfig(**(base | overrides))
 
 

@@ -149,7 +149,7 @@ def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outsi
 
     site = make_dataset(tmp_path / "hospital", n_per_class=8, classes=("COVID", "Normal"),
                         extras=False, seed=5)
-    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"), audit=True)
     run_comparison(cfg, ["none"], n_boot=20)  # a balancing comparison: its `none` is not reused
     trained = []
     real = compare_mod.run_training

@@ -37,7 +37,7 @@ def test_simple_cnn_one_epoch_on_a_real_subset():
 @pytest.mark.skipif(not REAL_WEIGHTS, reason="XRAYTRACK_WEIGHTS not set")
 def test_mobilenet_fine_tunes_from_imagenet_weights_on_a_real_subset():
     cfg = quick_config(REAL_DATA, architecture="mobilenet", img_size=96, epochs=3,
-                       limit_per_class=60, batch_size=16, weights=REAL_WEIGHTS,
+                       limit_per_class=60, batch_size=16, weights=REAL_WEIGHTS, audit=True,
                        hyperparameters={"learning_rate": 1e-3, "trainable_layers": 0})
     run = mlflow.get_run(run_training(cfg))
     assert run.info.status == "FINISHED"

@@ -21,7 +21,7 @@ EXPECTED_ARTIFACTS = {
 
 
 def test_a_run_logs_params_metrics_artifacts_dataset_and_a_loadable_model(dataset):
-    run_id = run_training(quick_config(dataset))
+    run_id = run_training(quick_config(dataset, audit=True))
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
     p = run.data.params
