@@ -37,6 +37,7 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--warmup-epochs", "1"], "warmup_epochs needs lr_schedule cosine"),
         (["--lr-schedule", "cosine", "--warmup-epochs", "5", "--epochs", "5"],
          "warmup_epochs (5) must be fewer than epochs (5)"),
+        (["--monitor", "val_f1"], "unknown monitor 'val_f1'; choose one of val_loss, val_accuracy"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):

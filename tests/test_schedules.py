@@ -68,3 +68,14 @@ def test_a_cosine_run_logs_each_epochs_rate_from_the_peak(dataset):
 def test_a_plateau_schedule_cannot_warm_up():
     with pytest.raises(XrayTrackError, match="warmup_epochs needs lr_schedule cosine"):
         quick_config("/data", lr_schedule="plateau", warmup_epochs=1)
+
+
+@pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("loss", "min"),
+                                           ("val_macro_f1", "max"), ("val_auc", "max")])
+def test_the_monitor_is_a_metric_the_model_reports_with_its_direction(monitor, mode):
+    assert quick_config("/data", monitor=monitor).monitor_mode == mode
+
+
+def test_a_misspelt_monitor_is_refused_before_anything_runs():
+    with pytest.raises(XrayTrackError, match="unknown monitor 'val_macro_F1'"):
+        quick_config("/data", monitor="val_macro_F1")

@@ -52,14 +52,18 @@ class TrainConfig:
     def __post_init__(self):
         # One spelling per strategy (and a clear error for a wrong one) before anything runs.
         from xraytrack.models.preprocessing import canonical
+        from xraytrack.models.spec import monitor_mode
         from xraytrack.training.schedules import check
 
         object.__setattr__(self, "preprocess", canonical(self.preprocess))
+        monitor_mode(self.monitor)
         check(self.lr_schedule, self.warmup_epochs, self.epochs)
 
     @property
     def monitor_mode(self) -> str:
-        return "min" if self.monitor.endswith("loss") else "max"
+        from xraytrack.models.spec import monitor_mode
+
+        return monitor_mode(self.monitor)
 
     def with_overrides(self, **overrides) -> "TrainConfig":
         """Apply the values a user actually gave (None means 'keep the file's value')."""

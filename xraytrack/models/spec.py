@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import keras
 
+from xraytrack.errors import XrayTrackError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -20,6 +22,22 @@ class ModelSpec:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.img_size, self.img_size, 1)
+
+
+# What every compiled classifier reports each epoch (``val_`` + name on the validation split), and
+# which way is better: the names ``monitor`` and a search's objective may use.
+EPOCH_METRICS = {"loss": "min", "accuracy": "max", "auc": "max", "macro_f1": "max"}
+
+
+def monitor_mode(monitor: str) -> str:
+    """``min`` or ``max`` for a metric the model reports; a one-line error for any other name,
+    so a misspelt ``monitor`` fails before the data is read, not after an epoch of training."""
+    name = monitor.removeprefix("val_")
+    if name not in EPOCH_METRICS:
+        known = ", ".join(f"val_{m}" for m in EPOCH_METRICS)
+        raise XrayTrackError(f"unknown monitor {monitor!r}; choose one of {known} "
+                             "(or a training metric without 'val_')")
+    return EPOCH_METRICS[name]
 
 
 def optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:

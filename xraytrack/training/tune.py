@@ -25,12 +25,13 @@ from xraytrack.data.index import DatasetIndex
 from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, architecture_values, build_model, hyperparameters
+from xraytrack.models.spec import EPOCH_METRICS
 from xraytrack.tracking import runs
 from xraytrack.training import fitting
 from xraytrack.training.train import load_data, model_spec, resolve, seeded_model, train_and_log
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
-OBJECTIVES = {"val_macro_f1": "max", "val_auc": "max", "val_accuracy": "max", "val_loss": "min"}
+OBJECTIVES = {f"val_{name}": mode for name, mode in EPOCH_METRICS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
