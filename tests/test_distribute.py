@@ -6,14 +6,17 @@ Each backend runs in a subprocess: the virtual devices must exist before the bac
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from conftest import make_dataset
 
+from xraytrack.data.sequence import CachedImages
 from xraytrack.errors import XrayTrackError
 from xraytrack.training import distribute
 
@@ -75,3 +78,92 @@ def test_a_batch_that_does_not_split_evenly_is_refused(monkeypatch):
     with pytest.raises(XrayTrackError, match="multiple of 3"):
         distribute.plan("data_parallel", 32)
     assert distribute.plan("auto", 33).devices == ("/gpu:0", "/gpu:1", "/gpu:2")
+
+
+TRAIN_ONE_WAY = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from helpers import quick_config
+from xraytrack.training.train import run_training
+print(json.dumps(run_training(quick_config(sys.argv[1], epochs=2, batch_size=16, augment=False,
+                                           audit=False, distribute=sys.argv[3],
+                                           experiment=sys.argv[3]))))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_hosts_train_as_one_and_only_the_chief_logs(tmp_path):
+    """Two processes joined by keras.distribution.initialize (gloo over localhost, one CPU device
+    each), as two hosts would be: one run, logged once, equal to a one-process run."""
+    data = make_dataset(tmp_path / "data", extras=False)
+    address = f"127.0.0.1:{_free_port()}"
+    args = [sys.executable, "-c", TRAIN_ONE_WAY, str(data), str(TESTS)]
+    hosts = [subprocess.Popen(args + ["data_parallel"], cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=os.environ | {"KERAS_BACKEND": "jax",
+                                                "KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
+                                                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                                                "KERAS_DISTRIBUTION_PROCESS_ID": str(i)})
+             for i in (0, 1)]
+    try:
+        outputs = [h.communicate(timeout=900) for h in hosts]
+    finally:
+        for h in hosts:
+            h.kill()
+    for h, (_, err) in zip(hosts, outputs):
+        assert h.returncode == 0, err[-4000:]
+    assert json.loads(outputs[1][0].strip().splitlines()[-1]) is None
+    assert "Process 1 of 2: training done" in outputs[1][0]
+    alone = subprocess.run(args + ["none"], env=os.environ | {"KERAS_BACKEND": "jax"}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=900)
+    assert alone.returncode == 0, alone.stderr[-4000:]
+
+    shared = mlflow.search_runs(experiment_names=["data_parallel"], output_format="list")
+    assert len(shared) == 1  # the worker made no run of its own
+    run = shared[0]
+    assert run.info.run_id == json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["distribute.processes"], params["distribute.replicas"],
+            params["distribute.per_replica_batch"]) == ("2", "2", "8")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == [0, 1]
+    single = mlflow.get_run(json.loads(alone.stdout.strip().splitlines()[-1]))
+    for metric in ("val_loss", "test_macro_auc", "test_accuracy"):
+        assert run.data.metrics[metric] == pytest.approx(single.data.metrics[metric], abs=2e-3)
+
+
+def test_hosts_read_disjoint_shares_that_make_up_the_batch():
+    pixels = np.arange(11 * 2 * 2, dtype=np.uint8).reshape(11, 2, 2)
+    labels = np.arange(11) % 3
+
+    def batches(shard=None):
+        seq = CachedImages(pixels, np.arange(11), labels, 3, batch_size=4, shuffle=True, seed=5,
+                           shard=shard)
+        seq.start_at_epoch(1)
+        return [seq[b][0][:, 0, 0, 0] for b in range(len(seq))]
+
+    whole, first, second = batches(), batches((0, 2)), batches((1, 2))
+    assert [len(b) for b in first] == [len(b) for b in second] == [2, 2, 1]
+    for full, a, b in zip(whole, first, second):
+        assert not set(a) & set(b)
+        assert set(a) | set(b) <= set(full)
+    # one image of the 11 is left out this epoch, so the last batch splits evenly
+    assert sum(len(a) + len(b) for a, b in zip(first, second)) == 10
+
+
+def test_work_that_stays_on_one_host_says_so(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    with pytest.raises(XrayTrackError, match="--seeds runs on one host"):
+        distribute.single_host("--seeds")
+    with pytest.raises(XrayTrackError, match="distribute=none cannot run over 2 hosts"):
+        distribute.plan("none", 32)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")
+    with pytest.raises(XrayTrackError, match="PROCESS_ID must be 0 to 1"):
+        distribute.hosts()

@@ -42,11 +42,11 @@ class PreparedData:
         return np.asarray(self.pixels[self.rows[self.split.indices(name)]])
 
     def sequence(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 order_fn=None) -> CachedImages:
+                 order_fn=None, shard: tuple[int, int] | None = None) -> CachedImages:
         idx = self.split.indices(name)
         return CachedImages(self.pixels, self.rows[idx], self.split.index.labels[idx],
                             len(self.classes), batch_size, shuffle=shuffle, seed=seed,
-                            order_fn=order_fn)
+                            order_fn=order_fn, shard=shard)
 
     def skipped_csv(self) -> str:
         buf = io.StringIO()

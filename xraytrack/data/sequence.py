@@ -15,10 +15,16 @@ class CachedImages(keras.utils.PyDataset):
     seed project read labels in file order from a shuffled iterator and scored noise).
     ``order_fn(epoch)`` may replace the seeded per-epoch shuffle, e.g. to draw balanced batches;
     it returns positions into ``rows``, repeats allowed.
+
+    ``shard=(i, n)``: process ``i`` of ``n`` training together over several hosts yields only its
+    contiguous ``1/n`` of every batch; the other processes yield the rest, so together they see
+    the batches of one process. Each epoch then leaves out its last ``len % n`` images (at most
+    ``n - 1``) so that the last batch splits evenly too.
     """
 
     def __init__(self, pixels, rows, labels, num_classes: int, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, order_fn=None, **kwargs):
+                 shuffle: bool = False, seed: int = 0, order_fn=None,
+                 shard: tuple[int, int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.pixels = pixels
         self.rows = np.asarray(rows)
@@ -30,21 +36,30 @@ class CachedImages(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.order_fn = order_fn
+        self.shard = shard
         self.epoch = 0
         self._order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:
         if self.order_fn is not None:
-            return np.asarray(self.order_fn(self.epoch))
-        if self.shuffle:
-            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
-        return np.arange(len(self.rows))
+            order = np.asarray(self.order_fn(self.epoch))
+        elif self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+        else:
+            order = np.arange(len(self.rows))
+        if self.shard:
+            order = order[: len(order) - len(order) % self.shard[1]]
+        return order
 
     def __len__(self) -> int:
         return math.ceil(len(self._order) / self.batch_size)
 
     def __getitem__(self, batch: int):
         positions = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        if self.shard:
+            index, count = self.shard
+            share = len(positions) // count
+            positions = positions[index * share : (index + 1) * share]
         if self.shuffle or self.order_fn is not None:
             # Order within a batch is irrelevant to training; the memmap reads fastest sorted.
             positions = positions[np.argsort(self.rows[positions], kind="stable")]

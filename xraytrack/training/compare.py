@@ -30,7 +30,7 @@ from xraytrack.evaluation.predictions import read_predictions
 from xraytrack.evaluation.site import evaluate_site, read_site_scores, site_name
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
-from xraytrack.training import arms
+from xraytrack.training import arms, distribute
 from xraytrack.training.repeats import check_seeds
 from xraytrack.training.train import resolve, run_training
 
@@ -101,6 +101,7 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
     """Train (or reuse) every arm, then log the bootstrap comparison and, with ``external``, each
     arm at that site and the arm that best keeps ``select_metric`` inside (within ``tolerance``
     of the first arm) while raising ``external_metric`` outside."""
+    distribute.single_host("compare")
     cfg, _ = resolve(cfg)
     vary = arms.check_vary(vary)
     strategies = arms.labels(vary, strategies)

@@ -30,7 +30,7 @@ from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.tracking import runs
 from xraytrack.tracking.store import redact
-from xraytrack.training import balancing, schedules
+from xraytrack.training import balancing, distribute, schedules
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ class EpochMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs:
             mlflow.log_metrics(logs, step=epoch, synchronous=True)
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """The best epoch's weights, saved by the chief alone: see ``distribute.outside_mesh``."""
+
+    def _save_model(self, epoch, batch, logs):
+        with distribute.outside_mesh():
+            super()._save_model(epoch, batch, logs)
 
 
 def checkpoint_dir(cfg: TrainConfig) -> Path:
@@ -143,10 +151,12 @@ def _resume(ckpt: Path, cfg: TrainConfig) -> Resume:
     return Resume(previous, done, best, fitted)
 
 
-def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
+def fit_arguments(cfg: TrainConfig, data: PreparedData,
+                  plan: distribute.Plan = distribute.Plan("none")) -> dict:
     """Keyword arguments of ``Model.fit`` (and of keras-tuner's ``search``) for ``cfg``: the
     training sequence in the balancing strategy's order, validation data, epochs, class weights,
-    early stopping and per-epoch MLflow metrics (logged into whichever run is active)."""
+    early stopping and per-epoch MLflow metrics (logged into whichever run is active, by the
+    chief alone when several hosts train: ``plan``, whose share of each batch this process reads)."""
     train_labels = data.labels("train")
     class_weight = None
     if cfg.balance == "class_weight":
@@ -154,57 +164,86 @@ def fit_arguments(cfg: TrainConfig, data: PreparedData) -> dict:
     order_fn = balancing.epoch_order(cfg.balance, train_labels, cfg.batch_size, cfg.seed)
     # The schedule first: it adds the epoch's learning rate to the metrics EpochMetrics logs.
     callbacks = [*schedules.callbacks(cfg.lr_schedule, cfg.warmup_epochs, cfg.epochs, cfg.monitor,
-                                      cfg.monitor_mode), EpochMetrics()]
+                                      cfg.monitor_mode), *([EpochMetrics()] if plan.chief else [])]
     if cfg.patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
         ))
     return dict(
-        x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn),
+        x=data.sequence("train", cfg.batch_size, shuffle=True, seed=cfg.seed, order_fn=order_fn,
+                        shard=plan.shard),
         # The sequence shuffles itself, seeded by (seed, epoch); Keras' own shuffle of the batch
         # order would draw from Python's global random state, which a resumed run cannot replay.
         shuffle=False,
-        validation_data=data.sequence("val", cfg.batch_size),
+        validation_data=data.sequence("val", cfg.batch_size, shard=plan.shard),
         epochs=cfg.epochs,
         class_weight=class_weight,
         callbacks=callbacks,
     )
 
 
-def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig) -> keras.Model:
-    """Train on the train split, validate on val; return the model with its best weights.
+def _with_checkpoints(callbacks: list, *added) -> list:
+    """``added`` after the schedule and the epoch's metrics (an epoch's metrics are stored before
+    its backup says it is done), before early stopping."""
+    stop = next((i for i, c in enumerate(callbacks)
+                 if isinstance(c, keras.callbacks.EarlyStopping)), len(callbacks))
+    return [*callbacks[:stop], *added, *callbacks[stop:]]
+
+
+def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig,
+        placement: distribute.Placement | None = None) -> keras.Model:
+    """Train on the train split, validate on val, on ``placement``'s devices; return the model
+    on one device with its best weights.
 
     Adds to ``fit_arguments`` what a run that must survive interruption needs: a backup to
     resume from and the best epoch's weights."""
+    placement = placement or distribute.Placement(distribute.Plan("none"))
+    if not placement.plan.chief:
+        return _fit_beside_chief(model, data, cfg, placement)
     ckpt = checkpoint_dir(cfg)
     ckpt.mkdir(parents=True, exist_ok=True)
     resume = _resume(ckpt, cfg)
     if resume.fitted:
+        model = placement.single_device(model)
         model.load_weights(str(ckpt / FITTED))
         return model
     best_file = ckpt / "best.weights.h5"
-    args = fit_arguments(cfg, data)
+    args = fit_arguments(cfg, data, placement.plan)
     args["x"].start_at_epoch(resume.epochs_done)  # the order an uninterrupted run would see
-    given = args["callbacks"]
-    after_metrics = next(i for i, c in enumerate(given) if isinstance(c, EpochMetrics)) + 1
-    args["callbacks"] = [
-        *given[:after_metrics],  # an epoch's metrics are stored before its backup says it is done
-        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
-        keras.callbacks.ModelCheckpoint(
+    args["callbacks"] = _with_checkpoints(
+        args["callbacks"], keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
+        BestCheckpoint(
             str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
-            save_weights_only=True, initial_value_threshold=resume.best,
-        ),
-        *given[after_metrics:],  # early stopping
-    ]
+            save_weights_only=True, initial_value_threshold=resume.best))
     if args["class_weight"] is not None:
         mlflow.log_dict({data.classes[c]: w for c, w in args["class_weight"].items()},
                         "class_weight.json")
-    history = model.fit(**args)
+    with placement.scope():
+        history = model.fit(**args)
+    model = placement.single_device(model)  # weights are loaded on one device, not into a mesh
     if best_file.exists():
         model.load_weights(str(best_file))
     else:
         log.warning("no epoch improved %s; keeping the last weights", cfg.monitor)
     _mark_fitted(model, ckpt, resume.epochs_done + len(history.epoch))
+    return model
+
+
+def _fit_beside_chief(model: keras.Model, data: PreparedData, cfg: TrainConfig,
+                      placement: distribute.Placement) -> keras.Model:
+    """A non-chief host's part: the same epochs on its share of each batch, with its own backup
+    (so an interrupted multi-host run resumes on every host), no MLflow and no best checkpoint."""
+    plan = placement.plan
+    ckpt = checkpoint_dir(cfg).with_name(f"{checkpoint_dir(cfg).name}-process{plan.process}")
+    meta_file = ckpt / "backup" / "training_metadata.json"
+    done = json.loads(meta_file.read_text())["epoch"] if meta_file.exists() else 0
+    args = fit_arguments(cfg, data, plan)
+    args["x"].start_at_epoch(done)
+    args["callbacks"] = _with_checkpoints(args["callbacks"],
+                                          keras.callbacks.BackupAndRestore(str(ckpt / "backup")))
+    with placement.scope():
+        model.fit(**args)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return model
 
 

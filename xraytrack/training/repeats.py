@@ -17,6 +17,7 @@ from xraytrack.config import TrainConfig
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import repeats
 from xraytrack.tracking import runs
+from xraytrack.training import distribute
 from xraytrack.training.train import resolve, run_training
 
 SUMMARISED = ("test_", "restored_val_", "temperature")
@@ -44,6 +45,7 @@ def check_seeds(seeds) -> tuple[int, ...]:
 
 def run_repeats(cfg: TrainConfig, seeds) -> str:
     """Returns the parent run id."""
+    distribute.single_host("--seeds")
     seeds = check_seeds(seeds)
     cfg, _ = resolve(cfg)
     key = repeats_key(cfg)

@@ -108,9 +108,7 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
                            "preprocess.lung_box_source": source})
     runs.log_system_info()
     log_data(data)
-    with placement.scope():
-        fitting.fit(model, data, cfg)
-    model = placement.single_device(model)
+    model = fitting.fit(model, data, cfg, placement)
     scores, probs = test_split.evaluate_and_log(model, data, cfg.batch_size)
     val_probs = calibrate.validate(model, data, cfg.batch_size)
     calibration = calibrate.calibrate(data.labels("val"), val_probs, data.classes)
@@ -124,17 +122,23 @@ def train_and_log(cfg: TrainConfig, data: PreparedData, model: keras.Model,
     return scores
 
 
-def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = None) -> str:
-    """Returns the MLflow run id. Input problems raise XrayTrackError before any run starts.
+def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = None) -> str | None:
+    """Returns the MLflow run id (None on a host other than the chief, which logs nothing).
+    Input problems raise XrayTrackError before any run starts.
 
     ``nested`` makes the run a child of the active one (a comparison's strategies).
     """
+    placement = distribute.Placement(distribute.plan(cfg.distribute, cfg.batch_size))
     cfg, index = resolve(cfg)
     balancing.check_strategies([cfg.balance])
     hp = hyperparameters(cfg.hyperparameters)
-    placement = distribute.Placement(distribute.plan(cfg.distribute, cfg.batch_size))
     with placement.scope():
         model = seeded_model(cfg, hp)
+    if not placement.plan.chief:
+        fitting.fit(model, load_data(cfg, index), cfg, placement)
+        print(f"Process {placement.plan.process} of {placement.plan.processes}: training done; "
+              "process 0 evaluates and logs the run.")
+        return None
     with fitting.exclusive(cfg), runs.tracked_run(cfg.experiment, cfg.run_name,
                                                   nested=nested) as run:
         mlflow.set_tags(tags or {})

@@ -27,7 +27,7 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, architecture_values, build_model, hyperparameters
 from xraytrack.models.spec import EPOCH_METRICS
 from xraytrack.tracking import runs
-from xraytrack.training import fitting
+from xraytrack.training import distribute, fitting
 from xraytrack.training.train import load_data, model_spec, resolve, seeded_model, train_and_log
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
@@ -180,6 +180,7 @@ def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedDat
 
 def run_search(cfg: TrainConfig, settings: SearchSettings) -> str | None:
     """Returns the parent run id (None on a worker)."""
+    distribute.single_host("tune (its workers are keras-tuner's)")
     settings.check()
     cfg, index = resolve(cfg)
     build_model(cfg.architecture, model_spec(cfg), hyperparameters())  # bad settings fail here
