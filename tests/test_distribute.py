@@ -15,10 +15,11 @@ import mlflow
 import numpy as np
 import pytest
 from conftest import make_dataset
+from helpers import quick_config
 
 from xraytrack.data.sequence import CachedImages
 from xraytrack.errors import XrayTrackError
-from xraytrack.training import distribute
+from xraytrack.training import distribute, fitting
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -167,3 +168,17 @@ def test_work_that_stays_on_one_host_says_so(monkeypatch):
     monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")
     with pytest.raises(XrayTrackError, match="PROCESS_ID must be 0 to 1"):
         distribute.hosts()
+
+
+def test_a_second_copy_of_one_hosts_command_is_refused(tmp_path):
+    """Each host locks its own checkpoint: a worker's command started twice on one host would
+    otherwise share one backup; the chief's lock and another worker's are separate."""
+    cfg = quick_config(tmp_path / "data", cache_dir=str(tmp_path / "cache"))
+    with fitting.exclusive(cfg, 1):
+        with pytest.raises(XrayTrackError, match=r"already running \(pid \d+, process 1 of a "):
+            with fitting.exclusive(cfg, 1):
+                pass
+        with fitting.exclusive(cfg, 0), fitting.exclusive(cfg, 2):
+            pass
+    assert fitting.checkpoint_dir(cfg, 1) == fitting.checkpoint_dir(cfg).with_name(
+        fitting.checkpoint_dir(cfg).name + "-process1")

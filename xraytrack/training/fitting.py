@@ -66,9 +66,18 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
             super()._save_model(epoch, batch, logs)
 
 
-def checkpoint_dir(cfg: TrainConfig) -> Path:
+def checkpoint_dir(cfg: TrainConfig, process: int = 0) -> Path:
+    """Where ``cfg``'s run keeps what it needs to resume; each host of a multi-host run other
+    than the chief (``process`` > 0) keeps its own backup beside the chief's."""
     root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
-    return root / "checkpoints" / cfg.resume_key()
+    name = cfg.resume_key() + (f"-process{process}" if process else "")
+    return root / "checkpoints" / name
+
+
+def _backed_up_epochs(ckpt: Path) -> int | None:
+    """How many epochs ``BackupAndRestore`` in ``ckpt`` has finished (None: no backup)."""
+    meta_file = ckpt / "backup" / "training_metadata.json"
+    return json.loads(meta_file.read_text())["epoch"] if meta_file.exists() else None
 
 
 def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
@@ -135,13 +144,13 @@ def _resume(ckpt: Path, cfg: TrainConfig) -> Resume:
     state = _read_state(ckpt)
     previous = _previous_run(ckpt, state, run_id)
     state = _read_state(ckpt) if previous else {}
-    meta_file = ckpt / "backup" / "training_metadata.json"
+    backed_up = _backed_up_epochs(ckpt)
     (ckpt / "state.json").write_text(json.dumps(
         {**state, "run_id": run_id, "store": redact(mlflow.get_tracking_uri())}))
     fitted = bool(state.get("fitted")) and (ckpt / FITTED).exists()
-    if not previous or not (fitted or meta_file.exists()):
+    if not previous or not (fitted or backed_up is not None):
         return Resume()
-    done = int(state["epochs"]) if fitted else json.loads(meta_file.read_text())["epoch"]
+    done = int(state["epochs"]) if fitted else backed_up
     print(f"Resuming interrupted run {previous} ({ckpt}): " +
           ("training had finished; evaluating" if fitted else f"from epoch {done + 1}"))
     mlflow.set_tag("xraytrack.resumed_from", previous)
@@ -234,9 +243,8 @@ def _fit_beside_chief(model: keras.Model, data: PreparedData, cfg: TrainConfig,
     """A non-chief host's part: the same epochs on its share of each batch, with its own backup
     (so an interrupted multi-host run resumes on every host), no MLflow and no best checkpoint."""
     plan = placement.plan
-    ckpt = checkpoint_dir(cfg).with_name(f"{checkpoint_dir(cfg).name}-process{plan.process}")
-    meta_file = ckpt / "backup" / "training_metadata.json"
-    done = json.loads(meta_file.read_text())["epoch"] if meta_file.exists() else 0
+    ckpt = checkpoint_dir(cfg, plan.process)
+    done = _backed_up_epochs(ckpt) or 0
     args = fit_arguments(cfg, data, plan)
     args["x"].start_at_epoch(done)
     args["callbacks"] = _with_checkpoints(args["callbacks"],
@@ -256,10 +264,11 @@ def _mark_fitted(model: keras.Model, ckpt: Path, epochs: int) -> None:
 
 
 @contextmanager
-def exclusive(cfg: TrainConfig):
-    """One process at a time per checkpoint: a second run of the same command is refused with
-    one line naming the first, instead of both writing the same files."""
-    ckpt = checkpoint_dir(cfg)
+def exclusive(cfg: TrainConfig, process: int = 0):
+    """One process at a time per checkpoint: a second run of the same command (on a multi-host
+    run, of the same host's command) is refused with one line naming the first, instead of both
+    writing the same files."""
+    ckpt = checkpoint_dir(cfg, process)
     ckpt.mkdir(parents=True, exist_ok=True)
     with open(ckpt / "lock", "a+") as fh:
         try:
@@ -267,9 +276,10 @@ def exclusive(cfg: TrainConfig):
         except BlockingIOError:
             fh.seek(0)
             owner = fh.read().strip() or "unknown"
-            run_id = _read_state(ckpt).get("run_id", "not started yet")
+            run = (f"MLflow run {_read_state(ckpt).get('run_id', 'not started yet')}"
+                   if process == 0 else f"process {process} of a multi-host run")
             raise XrayTrackError(
-                f"the same training is already running (pid {owner}, MLflow run {run_id}); wait "
+                f"the same training is already running (pid {owner}, {run}); wait "
                 f"for it to end or stop it, then re-run to resume ({ckpt})") from None
         fh.truncate(0)
         fh.write(str(os.getpid()))

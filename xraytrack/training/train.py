@@ -135,7 +135,8 @@ def run_training(cfg: TrainConfig, nested: bool = False, tags: dict | None = Non
     with placement.scope():
         model = seeded_model(cfg, hp)
     if not placement.plan.chief:
-        fitting.fit(model, load_data(cfg, index), cfg, placement)
+        with fitting.exclusive(cfg, placement.plan.process):
+            fitting.fit(model, load_data(cfg, index), cfg, placement)
         print(f"Process {placement.plan.process} of {placement.plan.processes}: training done; "
               "process 0 evaluates and logs the run.")
         return None
