@@ -211,7 +211,12 @@ def replace_section(text: str, group: str, rows, machine: str, command: str, sec
     run_line = (f"Run on its own: `{command}` ({seconds / 60:.1f} min, {day}); {machine}. Compare "
                 "its rows with each other, not with the other sections: another day on a shared "
                 "machine.")
-    section = render_section(rows, run_line)
+    return splice(text, title, render_section(rows, run_line))
+
+
+def splice(text: str, title: str, section: str) -> str:
+    """``text`` with the section that starts at ``title`` replaced by ``section`` (appended when
+    there is none): the other sections keep their own runs and dates."""
     if title not in text:
         return text.rstrip("\n") + "\n\n" + section + "\n"
     head, rest = text.split(title, 1)

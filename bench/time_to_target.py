@@ -1,0 +1,115 @@
+"""Time to target (issue 13, item 5): how long a fine-tuning recipe takes, from the command to
+its test score, and whether that score reaches the target. Writes its section of
+docs/benchmarks.md.
+
+    python bench/time_to_target.py --store sqlite:///path/mlflow.db \\
+        --recipe "README recipe=PARENT_ID" --recipe "plateau=PARENT_ID" [--target 0.95]
+
+Each PARENT_ID is the parent run of a ``-P seeds=1,2,3`` command. Nothing is trained here: a
+full-data recipe takes hours on this machine, so the numbers come from the runs the recipe
+commands logged. A seed's wall time is the sum over its run and the interrupted runs it resumed
+(``xraytrack.resumed_from``), so stopping and resuming does not hide time. Epochs are the
+machine-independent count; minutes depend on what else shared the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from datetime import date
+from pathlib import Path
+
+import mlflow
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from report import splice, table  # noqa: E402
+
+TITLE = "## 7. Time to target: fine-tuning recipes"
+METRIC = "test_macro_f1"
+
+
+def seed_rows(client: mlflow.MlflowClient, recipe: str, parent_id: str, target: float) -> list[dict]:
+    """One row per seed of the repeats parent ``parent_id``."""
+    parent = client.get_run(parent_id)
+    children = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/child_runs.json")
+    return [_seed_row(client, recipe, seed, run_id, target)
+            for seed, run_id in sorted(children.items(), key=lambda item: int(item[0]))]
+
+
+def _seed_row(client, recipe: str, seed: str, run_id: str, target: float) -> dict:
+    run = client.get_run(run_id)
+    chain = _resume_chain(client, run)
+    score = run.data.metrics[METRIC]
+    minutes = sum((r.info.end_time - r.info.start_time) for r in chain) / 60_000
+    return {
+        "recipe": recipe, "seed": seed, "run": run_id[:8],
+        "interrupted_runs": len(chain) - 1,
+        "epochs": len(client.get_metric_history(run_id, "val_loss")),
+        "wall_min": round(minutes, 1),
+        METRIC: round(score, 4),
+        "reached": score >= target,
+    }
+
+
+def _resume_chain(client, run) -> list:
+    """``run`` and every interrupted run it continued, newest first."""
+    chain = [run]
+    while previous := chain[-1].data.tags.get("xraytrack.resumed_from"):
+        chain.append(client.get_run(previous))
+    return chain
+
+
+def summary_line(recipe: str, rows: list[dict], target: float) -> str:
+    scores = [r[METRIC] for r in rows]
+    minutes = [r["wall_min"] for r in rows]
+    reached = [r for r in rows if r["reached"]]
+    spread = f"{statistics.mean(scores):.3f} ± {statistics.stdev(scores):.3f}" if len(rows) > 1 \
+        else f"{scores[0]:.3f}"
+    when = (f"the first seed to reach it took {min(r['wall_min'] for r in reached):.0f} min"
+            if reached else "no seed reached it")
+    return (f"- **{recipe}**: test macro-F1 {spread} over {len(rows)} seeds; "
+            f"{len(reached)} of {len(rows)} reach {target}, {when}; "
+            f"{statistics.mean(minutes):.0f} min and "
+            f"{statistics.mean(r['epochs'] for r in rows):.1f} epochs a seed on average.")
+
+
+def section(rows: list[dict], recipes: dict[str, str], target: float, command: str) -> str:
+    columns = ["recipe", "seed", "run", "epochs", "wall_min", "interrupted_runs", METRIC, "reached"]
+    return "\n".join([
+        TITLE, "",
+        f"Made by `{command}` ({date.today()}) from the runs that the recipes' `-P seeds=1,2,3` "
+        "commands logged (docs/results.md gives the commands); parents: "
+        + ", ".join(f"{name} `{parent[:8]}`" for name, parent in recipes.items()) + ". "
+        "Wall time is the whole training run, evaluation included, summed over any interrupted "
+        "run it resumed; other work often shared the two cores, so minutes are upper bounds and "
+        "epochs are the fairer comparison.", "",
+        table(rows, columns), "",
+        *(summary_line(name, [r for r in rows if r["recipe"] == name], target)
+          for name in recipes),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True, help="the tracking URI that holds the runs")
+    parser.add_argument("--recipe", action="append", required=True, metavar="NAME=PARENT_ID")
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    recipes = dict(item.split("=", 1) for item in args.recipe)
+    client = mlflow.MlflowClient(args.store)
+    mlflow.set_tracking_uri(args.store)  # for the parents' artifacts
+    rows = [row for name, parent in recipes.items()
+            for row in seed_rows(client, name, parent, args.target)]
+    command = "python bench/time_to_target.py " + " ".join(
+        [f"--recipe '{item}'" for item in args.recipe] + [f"--target {args.target}"])
+    text = section(rows, recipes, args.target, command)
+    out = Path(args.out)
+    out.write_text(splice(out.read_text(), TITLE, text))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

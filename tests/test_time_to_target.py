@@ -1,0 +1,54 @@
+"""bench/time_to_target.py reads a recipe's seeds from the store: a seed that was stopped and
+resumed counts the time of both runs, and only a score at or above the target counts as reached."""
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import time_to_target  # noqa: E402
+
+MINUTE = 60_000
+DAY_START = 29_500_000  # minutes since 1970: a start time of 0 would read as "now"
+
+
+def seed_run(client, experiment_id, start_min, end_min, epochs, score=None, resumed_from=None,
+             status="FINISHED"):
+    run = client.create_run(experiment_id, start_time=(DAY_START + start_min) * MINUTE)
+    for epoch in range(epochs):
+        client.log_metric(run.info.run_id, "val_loss", 1.0 / (epoch + 1), step=epoch)
+    if score is not None:
+        client.log_metric(run.info.run_id, "test_macro_f1", score)
+    if resumed_from:
+        client.set_tag(run.info.run_id, "xraytrack.resumed_from", resumed_from)
+    client.set_terminated(run.info.run_id, status, end_time=(DAY_START + end_min) * MINUTE)
+    return run.info.run_id
+
+
+def test_seeds_count_resumed_time_and_reach_only_at_the_target(tmp_path):
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.create_experiment("recipe")
+    killed = seed_run(client, experiment, 0, 30, epochs=6, status="KILLED")
+    resumed = seed_run(client, experiment, 40, 55, epochs=9, score=0.9512, resumed_from=killed)
+    plain = seed_run(client, experiment, 60, 100, epochs=12, score=0.9499)
+    parent = client.create_run(experiment).info.run_id
+    client.log_dict(parent, {"2": plain, "1": resumed}, "child_runs.json")
+
+    rows = time_to_target.seed_rows(client, "plateau", parent, target=0.95)
+
+    assert [(r["seed"], r["interrupted_runs"], r["wall_min"], r["epochs"], r["reached"])
+            for r in rows] == [("1", 1, 45.0, 9, True), ("2", 0, 40.0, 12, False)]
+    line = time_to_target.summary_line("plateau", rows, 0.95)
+    assert "1 of 2 reach 0.95, the first seed to reach it took 45 min" in line
+    assert "0.951 ± 0.001" in line
+
+
+def test_the_section_replaces_only_its_own(tmp_path):
+    from report import splice
+
+    page = "# Benchmarks\n\n## 6. Scale\n\nold six\n\n## 7. Time to target: x\n\nold seven\n"
+    new = splice(page, "## 7. Time to target: x", "## 7. Time to target: x\n\nnew seven")
+    assert new == "# Benchmarks\n\n## 6. Scale\n\nold six\n\n## 7. Time to target: x\n\nnew seven\n"
+    assert splice("# B\n", "## 7. T", "## 7. T\n\nfirst").endswith("# B\n\n## 7. T\n\nfirst\n")
