@@ -39,10 +39,12 @@ def test_seeds_count_resumed_time_and_reach_only_at_the_target(tmp_path):
     rows = time_to_target.seed_rows(client, "plateau", parent, target=0.95)
 
     assert [(r["seed"], r["interrupted_runs"], r["wall_min"], r["epochs"], r["reached"])
-            for r in rows] == [("1", 1, 45.0, 9, True), ("2", 0, 40.0, 12, False)]
+            for r in rows] == [("1", 1, "45.0", 9, True), ("2", 0, "40.0", 12, False)]
+    assert [r["test_macro_f1"] for r in rows] == ["0.9512", "0.9499"]
     line = time_to_target.summary_line("plateau", rows, 0.95)
-    assert "1 of 2 reach 0.95, the first seed to reach it took 45 min" in line
+    assert "1 of 2 reach 0.95, the first to reach it took 45 min" in line
     assert "0.951 ± 0.001" in line
+    assert "no seed reaches 0.95" in time_to_target.summary_line("plateau", rows[1:], 0.95)
 
 
 def test_the_section_replaces_only_its_own(tmp_path):
