@@ -67,7 +67,7 @@ def summary_line(recipe: str, rows: list[dict], target: float) -> str:
     reached = [r for r in rows if r["reached"]]
     spread = f"{statistics.mean(scores):.3f} ± {statistics.stdev(scores):.3f}" if len(rows) > 1 \
         else f"{scores[0]:.3f}"
-    when = (f"{len(reached)} of {len(rows)} reach {target}, the first to reach it took "
+    when = (f"{len(reached)} of {len(rows)} reach {target}, the quickest of them took "
             f"{min(float(r['wall_min']) for r in reached):.0f} min" if reached
             else f"no seed reaches {target}")
     return (f"- **{recipe}**: test macro-F1 {spread} over {len(rows)} seeds; {when}; "

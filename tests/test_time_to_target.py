@@ -42,7 +42,7 @@ def test_seeds_count_resumed_time_and_reach_only_at_the_target(tmp_path):
             for r in rows] == [("1", 1, "45.0", 9, True), ("2", 0, "40.0", 12, False)]
     assert [r["test_macro_f1"] for r in rows] == ["0.9512", "0.9499"]
     line = time_to_target.summary_line("plateau", rows, 0.95)
-    assert "1 of 2 reach 0.95, the first to reach it took 45 min" in line
+    assert "1 of 2 reach 0.95, the quickest of them took 45 min" in line
     assert "0.951 ± 0.001" in line
     assert "no seed reaches 0.95" in time_to_target.summary_line("plateau", rows[1:], 0.95)
 
