@@ -22,6 +22,8 @@ from pathlib import Path
 
 import mlflow
 
+from xraytrack.tracking.store import redact
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from report import splice, table  # noqa: E402
@@ -103,8 +105,9 @@ def main() -> None:
     mlflow.set_tracking_uri(args.store)  # for the parents' artifacts
     rows = [row for name, parent in recipes.items()
             for row in seed_rows(client, name, parent, args.target)]
-    command = "python bench/time_to_target.py " + " ".join(
-        [f"--recipe '{item}'" for item in args.recipe] + [f"--target {args.target}"])
+    command = "python bench/time_to_target.py " + " ".join(  # the store without its password
+        [f"--store {redact(args.store)}"] + [f"--recipe '{item}'" for item in args.recipe]
+        + [f"--target {args.target}"])
     text = section(rows, recipes, args.target, command)
     out = Path(args.out)
     out.write_text(splice(out.read_text(), TITLE, text))
