@@ -52,6 +52,24 @@ def make_dataset(root: Path, n_per_class: int = 24, classes=CLASSES, extras: boo
     return root
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core, at most four. A worker may run up to
+    five TensorFlow processes at once (tests/test_tracking_server.py's team), about 1 GB each, so
+    more workers would trade the memory of a small machine for little time."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with slow or integration tests first, each file's tests kept together and in order.
+    With `--dist loadfile` a long file started last would finish alone on one core while the
+    others idle; started first, the short files fill the other workers meanwhile."""
+    def heavy(item) -> bool:
+        return any(item.get_closest_marker(m) for m in ("slow", "integration"))
+
+    heavy_files = {item.path for item in items if heavy(item)}
+    items.sort(key=lambda item: item.path not in heavy_files)  # stable: file order kept
+
+
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     return make_dataset(tmp_path / "COVID-19_Radiography_Dataset")

@@ -13,6 +13,7 @@ from xraytrack.training import compare as compare_mod
 from xraytrack.training.compare import run_comparison
 
 
+@pytest.mark.slow
 def test_each_strategy_is_a_child_run_and_the_parent_compares_them(dataset):
     cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
     parent_id = run_comparison(cfg, ["none", "oversample", "balanced_batches"], n_boot=50)
@@ -40,6 +41,7 @@ def test_each_strategy_is_a_child_run_and_the_parent_compares_them(dataset):
                                                                abs=1e-12)
 
 
+@pytest.mark.slow
 def test_a_rerun_reuses_strategies_that_already_finished(dataset, monkeypatch):
     cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
     run_comparison(cfg, ["none"], n_boot=20)
@@ -51,6 +53,7 @@ def test_a_rerun_reuses_strategies_that_already_finished(dataset, monkeypatch):
     assert trained == ["undersample"]
 
 
+@pytest.mark.slow
 def test_seeds_train_every_strategy_per_seed_and_choose_by_the_mean(dataset, monkeypatch):
     cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
     parent_id = run_comparison(cfg, ["none", "oversample"], n_boot=20, seeds=["1", "2"])
@@ -91,6 +94,7 @@ def test_bad_settings_are_errors_before_anything_runs(dataset):
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
+@pytest.mark.slow
 def test_an_external_set_is_scored_per_strategy_beside_the_internal_one(dataset, tmp_path,
                                                                        monkeypatch):
     from conftest import make_dataset
@@ -141,6 +145,7 @@ def test_a_missing_external_set_fails_before_training(dataset, tmp_path):
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
+@pytest.mark.slow
 def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outside(
         dataset, tmp_path, monkeypatch):
     from conftest import make_dataset

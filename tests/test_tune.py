@@ -20,6 +20,7 @@ def _children(parent_id: str, role: str = "trial"):
         f"tags.mlflow.parentRunId = '{parent_id}' AND tags.`xraytrack.role` = '{role}'"))
 
 
+@pytest.mark.slow
 def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(dataset):
     cfg = quick_config(dataset, epochs=2, experiment="tune")
     parent_id = run_search(cfg, SearchSettings(tuner="random", max_trials=3))
@@ -43,6 +44,7 @@ def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(da
     assert parent.data.params["hp.dense_units"] == str(best["dense_units"])
 
 
+@pytest.mark.slow
 def test_hyperband_runs_its_brackets_within_max_trials(dataset):
     cfg = quick_config(dataset, epochs=3, experiment="tune")
     parent_id = run_search(cfg, SearchSettings(tuner="hyperband", max_trials=3))
@@ -52,6 +54,7 @@ def test_hyperband_runs_its_brackets_within_max_trials(dataset):
     assert mlflow.get_run(parent_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_rerunning_the_same_search_continues_it(dataset):
     cfg = quick_config(dataset, epochs=1, experiment="tune")
     run_search(cfg, SearchSettings(tuner="random", max_trials=2))
@@ -61,6 +64,7 @@ def test_rerunning_the_same_search_continues_it(dataset):
     assert len(frame) == 2
 
 
+@pytest.mark.slow
 def test_balancing_reaches_every_trial_and_the_default_baseline(tmp_path, monkeypatch):
     """One fit path: `balance=oversample` means the same in a trial as in a train run."""
     from conftest import make_dataset
