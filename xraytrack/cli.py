@@ -166,6 +166,8 @@ def recipe_options(fn):
                      "linear warm-up) or plateau (x0.2 after 2 epochs without improvement)."),
         click.option("--warmup-epochs", type=INT, help="Linear warm-up epochs of --lr-schedule "
                      "cosine."),
+        click.option("--head-epochs", type=INT, help="Of --epochs, the first ones train the new "
+                     "head alone on a frozen pretrained base, at 10x the learning rate (0: off)."),
         click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter, e.g. "
                      "--hp dense_units=256, --hp label_smoothing=0.1,weight_decay=1e-4."),
     ]

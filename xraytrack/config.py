@@ -16,7 +16,8 @@ from xraytrack.errors import XrayTrackError
 # changes only where a step runs (a data-parallel step is the same step, up to float rounding).
 VOLATILE = {"cfg.run_name", "cfg.experiment", "cfg.cache_dir", "cfg.audit", "cfg.distribute"}
 # Settings added after runs were made, with the defaults that compute what those runs computed.
-ADDED_LATER = {"cfg.preprocess": "none", "cfg.lr_schedule": "constant", "cfg.warmup_epochs": "0"}
+ADDED_LATER = {"cfg.preprocess": "none", "cfg.lr_schedule": "constant", "cfg.warmup_epochs": "0",
+               "cfg.head_epochs": "0"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TrainConfig:
     patience: int = 0  # 0: no early stopping
     lr_schedule: str = "constant"  # constant, cosine or plateau (training.schedules)
     warmup_epochs: int = 0  # cosine only: epochs of linear warm-up
+    head_epochs: int = 0  # of ``epochs``, the first ones train the head alone (training.two_phase)
     audit: bool = True  # shortcut audit and Grad-CAM overlays after the test evaluation
     hyperparameters: dict = field(default_factory=dict)
     experiment: str = "xraytrack"
@@ -53,11 +55,13 @@ class TrainConfig:
         # One spelling per strategy (and a clear error for a wrong one) before anything runs.
         from xraytrack.models.preprocessing import canonical
         from xraytrack.models.spec import monitor_mode
+        from xraytrack.training import two_phase
         from xraytrack.training.schedules import check
 
         object.__setattr__(self, "preprocess", canonical(self.preprocess))
         monitor_mode(self.monitor)
         check(self.lr_schedule, self.warmup_epochs, self.epochs)
+        two_phase.check(self.head_epochs, self.epochs, self.architecture)
 
     @property
     def monitor_mode(self) -> str:

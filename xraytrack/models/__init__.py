@@ -21,7 +21,10 @@ ARCHITECTURES = {
     "mobilenet": mobilenet.mobilenet,
 }
 
-__all__ = ["ARCHITECTURES", "ModelSpec", "architecture_values", "build_model", "hyperparameters"]
+# Architectures built on a pretrained base, which two-phase fine-tuning (head first) needs.
+PRETRAINED = ("mobilenet",)
+
+__all__ = ["ARCHITECTURES", "PRETRAINED", "ModelSpec", "architecture_values", "build_model", "hyperparameters"]
 
 
 def hyperparameters(values: dict | None = None) -> kt.HyperParameters:

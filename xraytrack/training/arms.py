@@ -19,7 +19,7 @@ from xraytrack.training import balancing
 
 # Settings a comparison may vary. The others define the data, the split or the run itself.
 VARIABLE = ("balance", "preprocess", "img_size", "batch_size", "epochs", "augment",
-            "horizontal_flip", "weights", "monitor", "patience")
+            "horizontal_flip", "weights", "monitor", "patience", "head_epochs")
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 

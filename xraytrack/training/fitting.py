@@ -30,7 +30,7 @@ from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.tracking import runs
 from xraytrack.tracking.store import redact
-from xraytrack.training import balancing, distribute, schedules
+from xraytrack.training import balancing, distribute, schedules, two_phase
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,19 @@ class EpochMetrics(keras.callbacks.Callback):
     metrics), but each epoch synchronously and letting errors through. MLflow's callback swallows
     every exception (its metaclass makes it "exception safe"), so a store that went away mid-run
     went unnoticed until training ended. Here a failed log stops ``fit`` before the epoch's backup
-    is written, so the checkpoint never claims an epoch whose metrics the store lacks."""
+    is written, so the checkpoint never claims an epoch whose metrics the store lacks.
+
+    A two-phase run's head phase logs its optimizer as ``head_optimizer_*``."""
+
+    def __init__(self, param_prefix: str = "optimizer_"):
+        super().__init__()
+        self.param_prefix = param_prefix
 
     def on_train_begin(self, logs=None):
         config = self.model.optimizer.get_config()
         logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params  # a second fit in
-        mlflow.log_params({f"optimizer_{k}": v for k, v in config.items()  # one run keeps them
-                           if f"optimizer_{k}" not in logged})
+        mlflow.log_params({f"{self.param_prefix}{k}": v for k, v in config.items()  # one run
+                           if f"{self.param_prefix}{k}" not in logged})  # keeps the first
         lines: list[str] = []
         self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
         mlflow.log_text("\n".join(lines), artifact_file="model_summary.txt")
@@ -74,10 +80,14 @@ def checkpoint_dir(cfg: TrainConfig, process: int = 0) -> Path:
     return root / "checkpoints" / name
 
 
-def _backed_up_epochs(ckpt: Path) -> int | None:
-    """How many epochs ``BackupAndRestore`` in ``ckpt`` has finished (None: no backup)."""
-    meta_file = ckpt / "backup" / "training_metadata.json"
-    return json.loads(meta_file.read_text())["epoch"] if meta_file.exists() else None
+def _backed_up_epochs(ckpt: Path, head_epochs: int = 0) -> int | None:
+    """How many epochs the backups in ``ckpt`` have finished (None: no backup): fine-tuning's
+    ``BackupAndRestore``, else the head phase's, else the head phase's end."""
+    for folder in ("backup", two_phase.HEAD_BACKUP):
+        meta_file = ckpt / folder / "training_metadata.json"
+        if meta_file.exists():
+            return json.loads(meta_file.read_text())["epoch"]
+    return head_epochs if head_epochs and (ckpt / two_phase.HEAD_WEIGHTS).exists() else None
 
 
 def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
@@ -144,7 +154,7 @@ def _resume(ckpt: Path, cfg: TrainConfig) -> Resume:
     state = _read_state(ckpt)
     previous = _previous_run(ckpt, state, run_id)
     state = _read_state(ckpt) if previous else {}
-    backed_up = _backed_up_epochs(ckpt)
+    backed_up = _backed_up_epochs(ckpt, cfg.head_epochs)
     (ckpt / "state.json").write_text(json.dumps(
         {**state, "run_id": run_id, "store": redact(mlflow.get_tracking_uri())}))
     fitted = bool(state.get("fitted")) and (ckpt / FITTED).exists()
@@ -218,24 +228,49 @@ def fit(model: keras.Model, data: PreparedData, cfg: TrainConfig,
         return model
     best_file = ckpt / "best.weights.h5"
     args = fit_arguments(cfg, data, placement.plan)
-    args["x"].start_at_epoch(resume.epochs_done)  # the order an uninterrupted run would see
-    args["callbacks"] = _with_checkpoints(
-        args["callbacks"], keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
-        BestCheckpoint(
-            str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
-            save_weights_only=True, initial_value_threshold=resume.best))
+    best = BestCheckpoint(
+        str(best_file), monitor=cfg.monitor, mode=cfg.monitor_mode, save_best_only=True,
+        save_weights_only=True, initial_value_threshold=resume.best)
     if args["class_weight"] is not None:
         mlflow.log_dict({data.classes[c]: w for c, w in args["class_weight"].items()},
                         "class_weight.json")
     with placement.scope():
-        history = model.fit(**args)
+        epochs = _fit_phases(model, args, cfg, ckpt, resume.epochs_done, best)
     model = placement.single_device(model)  # weights are loaded on one device, not into a mesh
     if best_file.exists():
-        model.load_weights(str(best_file))
+        two_phase.load_weights(model, best_file)  # the best epoch may be the head phase's
     else:
         log.warning("no epoch improved %s; keeping the last weights", cfg.monitor)
-    _mark_fitted(model, ckpt, resume.epochs_done + len(history.epoch))
+    _mark_fitted(model, ckpt, epochs)
     return model
+
+
+def _fit_phases(model: keras.Model, args: dict, cfg: TrainConfig, ckpt: Path, done: int,
+                *watchers: keras.callbacks.Callback) -> int:
+    """Fit from epoch ``done`` (0, or where an interrupted run stopped): what is left of the head
+    phase when ``cfg`` has one (``two_phase``), then the run's own recipe, each phase with its
+    own backup in ``ckpt``. ``watchers`` (the best checkpoint) see every epoch of both phases;
+    ``args["callbacks"]`` only the second: early stopping and the schedule start there.
+    Returns the number of epochs finished in all."""
+    logs = any(isinstance(c, EpochMetrics) for c in args["callbacks"])  # the chief's part
+    if done < cfg.head_epochs:
+        args["x"].start_at_epoch(done)  # the order an uninterrupted run would see
+        head_backup = keras.callbacks.BackupAndRestore(str(ckpt / two_phase.HEAD_BACKUP),
+                                                       delete_checkpoint=False)
+        callbacks = [*([EpochMetrics("head_optimizer_")] if logs else []), head_backup, *watchers]
+        with two_phase.head_only(model):
+            model.fit(**{**args, "epochs": cfg.head_epochs, "callbacks": callbacks})
+        model.save_weights(str(ckpt / two_phase.HEAD_WEIGHTS))  # saved, the backup can go
+        shutil.rmtree(ckpt / two_phase.HEAD_BACKUP)
+        done = cfg.head_epochs
+    elif cfg.head_epochs and (ckpt / two_phase.HEAD_WEIGHTS).exists():
+        # The head phase ended in an earlier process; fine-tuning's backup, if any, comes next.
+        two_phase.load_weights(model, ckpt / two_phase.HEAD_WEIGHTS)
+    args["x"].start_at_epoch(done)
+    callbacks = _with_checkpoints(args["callbacks"],
+                                  keras.callbacks.BackupAndRestore(str(ckpt / "backup")), *watchers)
+    history = model.fit(**{**args, "callbacks": callbacks, "initial_epoch": cfg.head_epochs})
+    return done + len(history.epoch)
 
 
 def _fit_beside_chief(model: keras.Model, data: PreparedData, cfg: TrainConfig,
@@ -244,13 +279,10 @@ def _fit_beside_chief(model: keras.Model, data: PreparedData, cfg: TrainConfig,
     (so an interrupted multi-host run resumes on every host), no MLflow and no best checkpoint."""
     plan = placement.plan
     ckpt = checkpoint_dir(cfg, plan.process)
-    done = _backed_up_epochs(ckpt) or 0
+    done = _backed_up_epochs(ckpt, cfg.head_epochs) or 0
     args = fit_arguments(cfg, data, plan)
-    args["x"].start_at_epoch(done)
-    args["callbacks"] = _with_checkpoints(args["callbacks"],
-                                          keras.callbacks.BackupAndRestore(str(ckpt / "backup")))
     with placement.scope():
-        model.fit(**args)
+        _fit_phases(model, args, cfg, ckpt, done)
     shutil.rmtree(ckpt, ignore_errors=True)
     return model
 

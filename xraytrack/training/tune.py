@@ -182,6 +182,8 @@ def run_search(cfg: TrainConfig, settings: SearchSettings) -> str | None:
     """Returns the parent run id (None on a worker)."""
     distribute.single_host("tune (its workers are keras-tuner's)")
     settings.check()
+    if cfg.head_epochs:  # keras-tuner fits each trial once, in one phase
+        raise XrayTrackError("tune trains each trial in one phase: set head_epochs to 0")
     cfg, index = resolve(cfg)
     build_model(cfg.architecture, model_spec(cfg), hyperparameters())  # bad settings fail here
     key = search_key(cfg, settings)
