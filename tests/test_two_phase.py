@@ -11,6 +11,7 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 from xraytrack.training import two_phase
 from xraytrack.training.train import run_training
+from xraytrack.training.tune import SearchSettings, run_search
 
 
 def tiny_mobilenet():
@@ -39,6 +40,12 @@ def test_the_head_phase_trains_the_head_alone_at_ten_times_the_rate_then_restore
 def test_a_head_phase_that_cannot_run_is_refused_before_anything_runs(overrides, message):
     with pytest.raises(XrayTrackError, match=message):
         quick_config("/data", **({"architecture": "mobilenet"} | overrides))
+
+
+def test_tune_refuses_a_head_phase_its_trials_would_not_have():
+    cfg = quick_config("/data", architecture="mobilenet", head_epochs=1)
+    with pytest.raises(XrayTrackError, match="tune trains each trial in one phase"):
+        run_search(cfg, SearchSettings())
 
 
 def two_phase_config(dataset, **overrides):
