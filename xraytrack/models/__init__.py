@@ -24,7 +24,8 @@ ARCHITECTURES = {
 # Architectures built on a pretrained base, which two-phase fine-tuning (head first) needs.
 PRETRAINED = ("mobilenet",)
 
-__all__ = ["ARCHITECTURES", "PRETRAINED", "ModelSpec", "architecture_values", "build_model", "hyperparameters"]
+__all__ = ["ARCHITECTURES", "PRETRAINED", "ModelSpec", "architecture_values", "build_model",
+           "hyperparameters"]
 
 
 def hyperparameters(values: dict | None = None) -> kt.HyperParameters:
