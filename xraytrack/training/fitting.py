@@ -263,8 +263,9 @@ def _fit_phases(model: keras.Model, args: dict, cfg: TrainConfig, ckpt: Path, do
         model.save_weights(str(ckpt / two_phase.HEAD_WEIGHTS))  # saved, the backup can go
         shutil.rmtree(ckpt / two_phase.HEAD_BACKUP)
         done = cfg.head_epochs
-    elif cfg.head_epochs and (ckpt / two_phase.HEAD_WEIGHTS).exists():
-        # The head phase ended in an earlier process; fine-tuning's backup, if any, comes next.
+    elif cfg.head_epochs and done == cfg.head_epochs:
+        # The head phase ended in an earlier process and fine-tuning has no backup yet (one
+        # would have counted past the head phase and restores the weights itself).
         two_phase.load_weights(model, ckpt / two_phase.HEAD_WEIGHTS)
     args["x"].start_at_epoch(done)
     callbacks = _with_checkpoints(args["callbacks"],
