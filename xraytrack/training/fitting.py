@@ -4,7 +4,8 @@ stopping and per-epoch logging mean the same everywhere; ``fit`` adds checkpoint
 
 Resuming: checkpoints live under ``<cache>/checkpoints/<resume key of the config>``. Re-running
 the same command after an interruption restores the weights, optimizer state and epoch counter
-(Keras' BackupAndRestore) and copies the interrupted run's epoch metrics into the new run, so its
+(Keras' BackupAndRestore), the epochs early stopping and the plateau schedule had waited
+(``resumable``), and copies the interrupted run's epoch metrics into the new run, so its
 learning curves are whole.
 """
 
@@ -30,7 +31,7 @@ from xraytrack.data.prepare import PreparedData
 from xraytrack.errors import XrayTrackError
 from xraytrack.tracking import runs
 from xraytrack.tracking.store import redact
-from xraytrack.training import balancing, distribute, schedules, two_phase
+from xraytrack.training import balancing, distribute, resumable, schedules, two_phase
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ def _copy_history(previous_run: str, upto_epoch: int) -> dict[str, list[float]]:
     for key in client.get_run(previous_run).data.metrics:
         if key.startswith(("system/", "test_", "audit_", "temperature")):
             continue
-        history = [m for m in client.get_metric_history(previous_run, key) if m.step <= upto_epoch]
+        history = sorted((m for m in client.get_metric_history(previous_run, key)
+                          if m.step <= upto_epoch), key=lambda m: m.step)
         client.log_batch(run_id, metrics=[Metric(key, m.value, m.timestamp, m.step) for m in history])
         copied[key] = [m.value for m in history]
     return copied
@@ -166,6 +168,8 @@ def _resume(ckpt: Path, cfg: TrainConfig) -> Resume:
     mlflow.set_tag("xraytrack.resumed_from", previous)
     history = _copy_history(previous, done - 1) if previous != run_id else {}
     seen = history.get(cfg.monitor)
+    if seen and len(resumable.read(ckpt)) < done == len(seen):  # a checkpoint from before
+        resumable.write(ckpt, seen)  # MonitoredValues: the interrupted run logged the values
     best = (min(seen) if cfg.monitor_mode == "min" else max(seen)) if seen else None
     return Resume(previous, done, best, fitted)
 
@@ -185,7 +189,7 @@ def fit_arguments(cfg: TrainConfig, data: PreparedData,
     callbacks = [*schedules.callbacks(cfg.lr_schedule, cfg.warmup_epochs, cfg.epochs, cfg.monitor,
                                       cfg.monitor_mode), *([EpochMetrics()] if plan.chief else [])]
     if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        callbacks.append(resumable.EarlyStopping(
             monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, verbose=1
         ))
     return dict(
@@ -250,14 +254,18 @@ def _fit_phases(model: keras.Model, args: dict, cfg: TrainConfig, ckpt: Path, do
     """Fit from epoch ``done`` (0, or where an interrupted run stopped): what is left of the head
     phase when ``cfg`` has one (``two_phase``), then the run's own recipe, each phase with its
     own backup in ``ckpt``. ``watchers`` (the best checkpoint) see every epoch of both phases;
-    ``args["callbacks"]`` only the second: early stopping and the schedule start there.
+    ``args["callbacks"]`` only the second: early stopping and the schedule start there, and on
+    resuming they first replay the epochs done (``resumable``); if early stopping had already
+    ended training, nothing is fitted.
     Returns the number of epochs finished in all."""
     logs = any(isinstance(c, EpochMetrics) for c in args["callbacks"])  # the chief's part
+    monitored = resumable.MonitoredValues(ckpt, cfg.monitor)
     if done < cfg.head_epochs:
         args["x"].start_at_epoch(done)  # the order an uninterrupted run would see
         head_backup = keras.callbacks.BackupAndRestore(str(ckpt / two_phase.HEAD_BACKUP),
                                                        delete_checkpoint=False)
-        callbacks = [*([EpochMetrics("head_optimizer_")] if logs else []), head_backup, *watchers]
+        callbacks = [*([EpochMetrics("head_optimizer_")] if logs else []), monitored, head_backup,
+                     *watchers]
         with two_phase.head_only(model):
             model.fit(**{**args, "epochs": cfg.head_epochs, "callbacks": callbacks})
         model.save_weights(str(ckpt / two_phase.HEAD_WEIGHTS))  # saved, the backup can go
@@ -267,8 +275,12 @@ def _fit_phases(model: keras.Model, args: dict, cfg: TrainConfig, ckpt: Path, do
         # The head phase ended in an earlier process and fine-tuning has no backup yet (one
         # would have counted past the head phase and restores the weights itself).
         two_phase.load_weights(model, ckpt / two_phase.HEAD_WEIGHTS)
+    if resumable.replay(args["callbacks"], resumable.read(ckpt), cfg.head_epochs, done,
+                        two_phase.compiled_rate(model)):
+        print(f"Early stopping had ended training after epoch {done}: no epoch to add.")
+        return done
     args["x"].start_at_epoch(done)
-    callbacks = _with_checkpoints(args["callbacks"],
+    callbacks = _with_checkpoints(args["callbacks"], monitored,
                                   keras.callbacks.BackupAndRestore(str(ckpt / "backup")), *watchers)
     history = model.fit(**{**args, "callbacks": callbacks, "initial_epoch": cfg.head_epochs})
     return done + len(history.epoch)

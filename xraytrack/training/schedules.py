@@ -5,8 +5,8 @@ recipe, as Keras callbacks so a run logs its learning rate each epoch:
 - ``cosine``: ``warmup_epochs`` of linear warm-up, then a half cosine towards zero at the last
   epoch. A function of the epoch alone, so a resumed run continues the same curve;
 - ``plateau``: Keras' ReduceLROnPlateau on the monitored metric (x0.2 after 2 epochs without
-  improvement). A resumed run keeps the reduced rate (it is optimizer state in the backup) but
-  starts counting epochs without improvement afresh.
+  improvement). A resumed run keeps the reduced rate (optimizer state in the backup) and the
+  epochs it has waited (replayed by ``resumable``), so it cuts where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import keras
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.training import resumable
 
 SCHEDULES = ("constant", "cosine", "plateau")
 
@@ -63,6 +64,6 @@ def callbacks(schedule: str, warmup_epochs: int, epochs: int, monitor: str,
     if schedule == "cosine":
         return [WarmupCosine(epochs, warmup_epochs)]
     if schedule == "plateau":
-        return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2,
-                                                  patience=2, min_lr=1e-7, verbose=1)]
+        return [resumable.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2, patience=2,
+                                            min_lr=1e-7, verbose=1)]
     return []
