@@ -3,9 +3,11 @@ its test score, and whether that score reaches the target. Writes its section of
 docs/benchmarks.md.
 
     python bench/time_to_target.py --store sqlite:///path/mlflow.db \\
-        --recipe "README recipe=PARENT_ID" --recipe "plateau=PARENT_ID" [--target 0.95]
+        --recipe "README recipe=PARENT_ID" --recipe "plateau=PARENT_ID@sqlite:///other.db" \\
+        [--target 0.95]
 
-Each PARENT_ID is the parent run of a ``-P seeds=1,2,3`` command. Nothing is trained here: a
+Each PARENT_ID is the parent run of a ``-P seeds=1,2,3`` command, in ``--store`` or in the store
+named after an ``@``. Nothing is trained here: a
 full-data recipe takes hours on this machine, so the numbers come from the runs the recipe
 commands logged. A seed's wall time is the sum over its run and the interrupted runs it resumed
 (``xraytrack.resumed_from``), so stopping and resuming does not hide time. Epochs are the
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import mlflow
 
-from xraytrack.tracking.store import redact
+from xraytrack.tracking.store import redact, redact_text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -100,13 +102,15 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    recipes = dict(item.split("=", 1) for item in args.recipe)
-    client = mlflow.MlflowClient(args.store)
-    mlflow.set_tracking_uri(args.store)  # for the parents' artifacts
-    rows = [row for name, parent in recipes.items()
-            for row in seed_rows(client, name, parent, args.target)]
-    command = "python bench/time_to_target.py " + " ".join(  # the store without its password
-        [f"--store {redact(args.store)}"] + [f"--recipe '{item}'" for item in args.recipe]
+    recipes, rows = {}, []
+    for item in args.recipe:
+        name, _, parent = item.partition("=")
+        parent, _, store = parent.partition("@")
+        recipes[name] = parent
+        mlflow.set_tracking_uri(store or args.store)  # for the parent's artifacts
+        rows += seed_rows(mlflow.MlflowClient(store or args.store), name, parent, args.target)
+    command = "python bench/time_to_target.py " + " ".join(  # stores without their passwords
+        [f"--store {redact(args.store)}"] + [f"--recipe '{redact_text(item)}'" for item in args.recipe]
         + [f"--target {args.target}"])
     text = section(rows, recipes, args.target, command)
     out = Path(args.out)
