@@ -95,6 +95,14 @@ def section(rows: list[dict], recipes: dict[str, str], target: float, command: s
     ])
 
 
+def recipe_source(item: str, default_store: str) -> tuple[str, str, str]:
+    """``NAME=PARENT_ID[@STORE]`` -> (name, parent id, store): recipes measured in different
+    sessions often live in different stores. The parent id has no ``@``, a store URI may."""
+    name, _, parent = item.partition("=")
+    parent, _, store = parent.partition("@")
+    return name, parent, store or default_store
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True, help="the tracking URI that holds the runs")
@@ -104,11 +112,10 @@ def main() -> None:
     args = parser.parse_args()
     recipes, rows = {}, []
     for item in args.recipe:
-        name, _, parent = item.partition("=")
-        parent, _, store = parent.partition("@")
+        name, parent, store = recipe_source(item, args.store)
         recipes[name] = parent
-        mlflow.set_tracking_uri(store or args.store)  # for the parent's artifacts
-        rows += seed_rows(mlflow.MlflowClient(store or args.store), name, parent, args.target)
+        mlflow.set_tracking_uri(store)  # for the parent's artifacts
+        rows += seed_rows(mlflow.MlflowClient(store), name, parent, args.target)
     command = "python bench/time_to_target.py " + " ".join(  # stores without their passwords
         [f"--store {redact(args.store)}"] + [f"--recipe '{redact_text(item)}'" for item in args.recipe]
         + [f"--target {args.target}"])

@@ -54,3 +54,10 @@ def test_the_section_replaces_only_its_own(tmp_path):
     new = splice(page, "## 7. Time to target: x", "## 7. Time to target: x\n\nnew seven")
     assert new == "# Benchmarks\n\n## 6. Scale\n\nold six\n\n## 7. Time to target: x\n\nnew seven\n"
     assert splice("# B\n", "## 7. T", "## 7. T\n\nfirst").endswith("# B\n\n## 7. T\n\nfirst\n")
+
+
+def test_a_recipe_names_its_own_store_or_takes_the_default():
+    assert time_to_target.recipe_source("plateau, patience 5=ab39", "sqlite:///a.db") == (
+        "plateau, patience 5", "ab39", "sqlite:///a.db")
+    assert time_to_target.recipe_source("x=5c39@http://u:p@host:5000", "sqlite:///a.db") == (
+        "x", "5c39", "http://u:p@host:5000")
