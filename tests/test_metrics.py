@@ -5,7 +5,9 @@ from xraytrack.evaluation.metrics import (
     balanced_accuracy_and_macro_auc,
     confusion,
     metric_name,
+    one_score,
     prefixed,
+    score_names,
     scores,
 )
 
@@ -84,10 +86,13 @@ def test_scores_match_scikit_learns_own_functions():
     [0, -1, 1, 2, -1, 2, 0, 1],      # labels outside the model
     [1, 1, 1, 1, 1, 1, 1, 1],        # one class only: no AUC is defined
 ])
-def test_the_bootstraps_two_scores_are_those_of_scores(labels):
+def test_the_bootstraps_fast_scores_are_those_of_scores(labels):
     y = np.array(labels)
     probs = np.random.default_rng(len(set(labels))).dirichlet(np.ones(3), size=len(y))
     full = scores(y, probs, ("COVID", "Normal", "Viral Pneumonia"))
     fast = balanced_accuracy_and_macro_auc(y, probs)
     for name in ("balanced_accuracy", "macro_auc"):
         assert fast[name] == pytest.approx(full[name], nan_ok=True), name
+    for name in score_names(("COVID", "Normal", "Viral Pneumonia")):  # the paired bootstrap's
+        alone = one_score(y, probs, ("COVID", "Normal", "Viral Pneumonia"), name)
+        assert alone == pytest.approx(full[name], nan_ok=True), name

@@ -26,7 +26,12 @@ def resamples(n: int, n_boot: int, seed: int, groups=None) -> list[np.ndarray]:
 
 def intervals(score_fn, boots: list[np.ndarray]) -> pd.DataFrame:
     """Columns ``lo`` and ``hi``, one row per metric that ``score_fn(index)`` returns."""
-    samples = pd.DataFrame([score_fn(b) for b in boots])
+    return percentiles(pd.DataFrame([score_fn(b) for b in boots]))
+
+
+def percentiles(samples: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``lo`` and ``hi`` of each column of ``samples`` (one row per resample), NaNs
+    left out: a resample without a class's positives has no AUC."""
     tail = 100 * (1 - LEVEL) / 2
     with np.errstate(all="ignore"):
         lo = samples.apply(lambda s: np.nanpercentile(s, tail) if s.notna().any() else np.nan)
