@@ -191,6 +191,16 @@ def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outsi
         kept, key=lambda s: external.at[s, "auc_covid"])
     assert "highest external auc_covid" in mlflow.artifacts.load_text(
         f"runs:/{parent_id}/tradeoff.md")
+    # read back from the evaluations' predictions, the paired difference is that of their AUCs
+    gains = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(
+        f"runs:/{parent_id}/comparison_paired.csv")), index_col=0)
+    arm = "border_crop=0.7+equalize"
+    assert list(gains.index) == [arm]
+    assert gains.at[arm, "difference"] == pytest.approx(
+        external.at[arm, "auc_covid"] - external.at["none", "auc_covid"])
+    assert gains.at[arm, "lo"] <= gains.at[arm, "difference"] <= gains.at[arm, "hi"]
+    assert metrics["border_crop_0_7_equalize_hospital_auc_covid_diff"] == pytest.approx(
+        gains.at[arm, "difference"])
     audits = mlflow.artifacts.load_text(f"runs:/{parent_id}/comparison_audit.md")
     removed = arms["none"].data.metrics  # each arm's audit, with its interval
     assert (f"| none | {removed['audit_plain_balanced_accuracy']:.3f} | "
@@ -199,6 +209,8 @@ def test_any_setting_can_vary_and_preprocessing_arms_are_scored_inside_and_outsi
 
 
 def test_a_bad_value_of_the_varied_setting_fails_before_training(dataset):
+    from xraytrack.training.compare import ExternalSet
+
     cfg = quick_config(dataset, epochs=1)
     with pytest.raises(XrayTrackError, match="unknown preprocessing 'blur'"):
         run_comparison(cfg, ["none", "blur"], vary="preprocess")
@@ -206,6 +218,8 @@ def test_a_bad_value_of_the_varied_setting_fails_before_training(dataset):
         run_comparison(cfg, ["a", "b"], vary="data_dir")
     with pytest.raises(XrayTrackError, match="img_size=big: not a valid value"):
         run_comparison(cfg, ["32", "big"], vary="img_size")
+    with pytest.raises(XrayTrackError, match="unknown external metric 'auc_covd'"):
+        run_comparison(cfg, ["none"], external=ExternalSet(str(dataset)), external_metric="auc_covd")
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 

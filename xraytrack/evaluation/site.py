@@ -9,6 +9,7 @@ logged model and to that dataset, so the model's page lists every site it was ch
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -218,6 +219,28 @@ def _log_artifacts(trained, images: SiteImages, probs, here, internal, drift, na
             "sensitivity on the validation split, applied here unchanged.\n",
             generalization_table(internal, here, name)]
     mlflow.log_text("\n".join(text), "generalization.md")
+
+
+@dataclass(frozen=True)
+class SitePredictions:
+    """An evaluation run's ``predictions.csv`` back: labels as class indices (-1: not a model
+    class), calibrated probabilities, and the rows' paths and patients (None when unknown)."""
+
+    y: np.ndarray
+    probs: np.ndarray
+    paths: list[str]
+    groups: np.ndarray | None
+
+
+def read_site_predictions(run_id: str, classes) -> SitePredictions:
+    """What ``_log_artifacts`` wrote, read back for a paired comparison of models on the site."""
+    frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/predictions.csv")),
+                        dtype={"path": str, "label": str, "patient_id": str})
+    index = {c: i for i, c in enumerate(classes)}
+    patients = frame["patient_id"]
+    return SitePredictions(frame["label"].map(lambda label: index.get(label, -1)).to_numpy(),
+                           frame[list(classes)].to_numpy(), frame["path"].tolist(),
+                           patients.to_numpy() if patients.notna().all() else None)
 
 
 def read_site_scores(run_id: str) -> pd.DataFrame:

@@ -25,9 +25,14 @@ import pandas as pd
 from xraytrack.config import TrainConfig
 from xraytrack.data.labelled import read_labelled
 from xraytrack.errors import XrayTrackError
-from xraytrack.evaluation import comparison, metrics, plots
+from xraytrack.evaluation import comparison, metrics, paired, plots
 from xraytrack.evaluation.predictions import read_predictions
-from xraytrack.evaluation.site import evaluate_site, read_site_scores, site_name
+from xraytrack.evaluation.site import (
+    evaluate_site,
+    read_site_predictions,
+    read_site_scores,
+    site_name,
+)
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
 from xraytrack.training import arms, distribute
@@ -111,6 +116,9 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
     known = metrics.score_names(cfg.classes)
     if select_metric not in known:
         raise XrayTrackError(f"unknown metric {select_metric!r}; choose one of {', '.join(sorted(known))}")
+    if external and external_metric not in known:
+        raise XrayTrackError(f"unknown external metric {external_metric!r}; choose one of "
+                             f"{', '.join(sorted(known))}")
     external = external.checked() if external else None
     key = compare_key(cfg, seeded=bool(seeds), vary=vary)
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"compare-{cfg.architecture}") as parent:
@@ -149,8 +157,10 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
         _log_audit(children)
         if external:
             outside = _log_external(table, evaluations, external.site, select_metric, cfg.classes)
+            gains = _log_paired(evaluations, strategies, seeds, external_metric, external.site,
+                                cfg.classes, n_boot, cfg.seed)
             _log_tradeoff(table, outside, strategies, seeds, select_metric, external_metric,
-                          tolerance, external.site)
+                          tolerance, external.site, gains)
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "roc"), "roc_by_strategy.png")
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "pr"), "pr_by_strategy.png")
         log_figure(plots.interval_bars_figure(table, select_metric), f"{select_metric}_by_strategy.png")
@@ -224,11 +234,39 @@ def _log_external(table, evaluations: dict[str, str], site: str, select_metric: 
     return external
 
 
+def _log_paired(evaluations: dict[str, str], strategies, seeds, metric: str, site: str, classes,
+                n_boot: int, seed: int) -> pd.DataFrame:
+    """Each arm minus the baseline at the site, paired on the same resampled patients
+    (``comparison_paired.md/.csv``; the parent's ``<arm>_<site>_<metric>_diff`` with ``_lo`` and
+    ``_hi``): on a small set, the test that each arm's own interval is too wide to give."""
+    read = {label: read_site_predictions(run, classes) for label, run in evaluations.items()}
+    first = next(iter(read.values()))
+    if any(p.paths != first.paths for p in read.values()):
+        raise XrayTrackError(f"the evaluations at {site} did not score the same images")
+    arms_probs = {s: [read[arm_label(s, n)].probs for n in (seeds or (None,))] for s in strategies}
+    gains = paired.differences(first.y, arms_probs, classes, metric, strategies[0], n_boot, seed,
+                               first.groups)
+    unit = "patients" if first.groups is not None else "images"
+    mlflow.log_text(gains.to_csv(), "comparison_paired.csv")
+    mlflow.log_text(
+        f"# Each arm against `{strategies[0]}` at {site}, paired\n\n"
+        f"{metric} of each arm minus that of `{strategies[0]}`, on {n_boot} resamples of the "
+        f"site's {unit} shared by every arm"
+        + (" (each arm's score the mean over its seeds)" if seeds else "") + ".\n\n"
+        + paired.to_markdown(gains, strategies[0], metric), "comparison_paired.md")
+    tag = metrics.metric_name(site)
+    mlflow.log_metrics({f"{metrics.metric_name(s)}_{tag}_{metric}_diff{end}": gains.at[s, column]
+                        for s in gains.index
+                        for end, column in (("", "difference"), ("_lo", "lo"), ("_hi", "hi"))
+                        if gains.at[s, column] == gains.at[s, column]})
+    return gains
+
+
 def _log_tradeoff(table, external, strategies, seeds, select_metric: str, external_metric: str,
-                  tolerance: float, site: str) -> None:
+                  tolerance: float, site: str, gains: pd.DataFrame | None = None) -> None:
     """Name the arm that keeps the internal score and raises the site's (tag, param and
     ``tradeoff.md``). With seeds, each arm's scores are its means over seeds and its spread the
-    range of its seeds' values."""
+    range of its seeds' values. ``gains`` (``paired.differences``) adds the paired reading."""
     if seeds:
         groups = {s: [arm_label(s, seed) for seed in seeds] for s in strategies}
         internal = pd.Series({s: table.loc[g, select_metric].mean() for s, g in groups.items()})
@@ -242,7 +280,10 @@ def _log_tradeoff(table, external, strategies, seeds, select_metric: str, extern
         internal, spread = table.loc[list(strategies), select_metric], "95% intervals"
     best, sentence = comparison.tradeoff(internal, external, external_metric, strategies[0],
                                          tolerance, spread)
-    mlflow.log_text(f"# Inside the database and at {site}\n\n{sentence}\n", "tradeoff.md")
+    if gains is not None and best in gains.index:
+        sentence += " " + paired.describe(gains, best, strategies[0], external_metric)
+    more = "\nEvery arm against the baseline, paired: `comparison_paired.md`.\n" if gains is not None else ""
+    mlflow.log_text(f"# Inside the database and at {site}\n\n{sentence}\n{more}", "tradeoff.md")
     if best is not None:
         mlflow.set_tag("xraytrack.best_tradeoff_strategy", best)
         mlflow.log_param("compare.best_tradeoff_strategy", best)
