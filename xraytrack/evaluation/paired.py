@@ -57,7 +57,7 @@ def describe(table: pd.DataFrame, arm: str, baseline: str, metric: str) -> str:
     verdict = ("the interval is above 0: the set resolves a gain" if row["lo"] > 0 else
                "the interval is below 0: the set resolves a loss" if row["hi"] < 0 else
                "the interval holds 0: the set does not resolve the difference")
-    return (f"Paired on the same resampled patients, `{arm}` minus `{baseline}` in {metric} is "
+    return (f"Paired on the same resamples, `{arm}` minus `{baseline}` in {metric} is "
             f"{row['difference']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}] ({row['better_share']:.0%}"
             f" of resamples higher); {verdict}.")
 
