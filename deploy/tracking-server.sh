@@ -7,7 +7,8 @@
 #   MLFLOW_AUTH_ADMIN_PASSWORD     the admin's password, used the first time only    (required)
 #   MLFLOW_FLASK_SERVER_SECRET_KEY a secret for CSRF tokens, the same on every replica (required)
 #   XRAYTRACK_AUTH_DATABASE_URI    users and permissions (default: the backend store's database)
-#   XRAYTRACK_HOST (127.0.0.1), XRAYTRACK_PORT (5000), XRAYTRACK_WORKERS (2)
+#   XRAYTRACK_HOST (127.0.0.1), XRAYTRACK_PORT (5000), XRAYTRACK_WORKERS (2),
+#   XRAYTRACK_WORKER_HEALTHCHECK_SECONDS (60)
 #
 # Any argument is passed on to `mlflow server` after these, so it wins: `--port 5001`.
 # docs/scale.md shows the whole set-up; nothing here has a default password.
@@ -36,6 +37,8 @@ INI
 chmod 600 "$config_dir/basic_auth.ini"  # the database URI may hold a password
 export MLFLOW_AUTH_CONFIG_PATH="$config_dir/basic_auth.ini"
 
+# uvicorn kills a worker that misses a 5-second health check, and with it the requests it is
+# serving: on a machine that also trains, a busy worker is not a hung one. Hence 60 seconds.
 # Not exec: the trap removes the ini (and its database password) when the server stops.
 mlflow server \
   --backend-store-uri "$XRAYTRACK_BACKEND_STORE_URI" \
@@ -43,6 +46,7 @@ mlflow server \
   --app-name basic-auth \
   --host "${XRAYTRACK_HOST:-127.0.0.1}" --port "${XRAYTRACK_PORT:-5000}" \
   --workers "${XRAYTRACK_WORKERS:-2}" \
+  --uvicorn-opts "--timeout-worker-healthcheck ${XRAYTRACK_WORKER_HEALTHCHECK_SECONDS:-60}" \
   "$@" &
 server=$!
 trap 'exit 130' INT

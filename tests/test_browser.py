@@ -24,7 +24,10 @@ def test_ui_shows_the_run_and_its_confusion_matrix(trained, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     run = mlflow.get_run(trained["run_id"])
-    args = ["ui", "--host", "127.0.0.1", "--backend-store-uri", trained["uri"]]
+    # One worker: uvicorn's supervisor of several kills a worker that misses its 5-second health
+    # check, and on a loaded machine (CI runs two test files at once) the page then shows
+    # "Something went wrong" for the request that worker was serving.
+    args = ["ui", "--host", "127.0.0.1", "--workers", "1", "--backend-store-uri", trained["uri"]]
     with mlflow_server(args, "/health", log_dir=tmp_path) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
