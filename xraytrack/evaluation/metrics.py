@@ -43,12 +43,22 @@ def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray,
     return float(tpr[fpr <= 1 - specificity + 1e-12].max())
 
 
+def _ranking_defined(positive: np.ndarray) -> bool:
+    """Ranking needs both positives and negatives among the labels."""
+    return 0 < positive.sum() < len(positive)
+
+
+def _auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """One class vs the rest, ROC AUC; NaN where ranking is undefined."""
+    return float(roc_auc_score(positive, score)) if _ranking_defined(positive) else math.nan
+
+
 def _ranking_scores(positive: np.ndarray, score: np.ndarray, key: str) -> dict[str, float]:
     """One class vs the rest: ROC AUC, PR AUC (and COVID's sensitivity at 95% specificity);
     NaN when the labels lack positives or negatives, where ranking is undefined."""
-    defined = 0 < positive.sum() < len(positive)
+    defined = _ranking_defined(positive)
     out = {
-        f"auc_{key}": roc_auc_score(positive, score) if defined else math.nan,
+        f"auc_{key}": _auc(positive, score),
         f"pr_auc_{key}": average_precision_score(positive, score) if defined else math.nan,
     }
     if key == "covid":
@@ -143,9 +153,7 @@ def one_score(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], n
     keys = [metric_name(c) for c in classes]
     if name.startswith("auc_") and name[len("auc_"):] in keys:
         c = keys.index(name[len("auc_"):])
-        positive = y_true == c
-        defined = 0 < positive.sum() < len(positive)
-        return float(roc_auc_score(positive, probs[:, c])) if defined else math.nan
+        return _auc(y_true == c, probs[:, c])
     return scores(y_true, probs, classes)[name]
 
 
