@@ -134,6 +134,13 @@ def test_an_external_set_is_scored_per_strategy_beside_the_internal_one(dataset,
     run_comparison(cfg, ["none", "oversample"], n_boot=20,
                    external=ExternalSet(str(site), "hospital"))
     assert calls == []
+    # one strategy alone has no arm to pair with the baseline: no paired table, none named
+    alone = run_comparison(cfg, ["none"], n_boot=20, external=ExternalSet(str(site), "hospital"))
+    assert calls == []
+    logged = {a.path for a in mlflow.artifacts.list_artifacts(run_id=alone)}
+    assert "comparison_external.md" in logged and "tradeoff.md" in logged
+    assert not logged & {"comparison_paired.md", "comparison_paired.csv"}
+    assert "comparison_paired" not in mlflow.artifacts.load_text(f"runs:/{alone}/tradeoff.md")
 
 
 def test_a_missing_external_set_fails_before_training(dataset, tmp_path):

@@ -157,8 +157,9 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
         _log_audit(children)
         if external:
             outside = _log_external(table, evaluations, external.site, select_metric, cfg.classes)
-            gains = _log_paired(evaluations, strategies, seeds, external_metric, external.site,
-                                cfg.classes, n_boot, cfg.seed)
+            gains = (_log_paired(evaluations, strategies, seeds, external_metric, external.site,
+                                 cfg.classes, n_boot, cfg.seed)
+                     if len(strategies) > 1 else None)  # one strategy: no arm to pair
             _log_tradeoff(table, outside, strategies, seeds, select_metric, external_metric,
                           tolerance, external.site, gains)
         log_figure(plots.strategy_curves_figure(predictions, cfg.classes, "roc"), "roc_by_strategy.png")
