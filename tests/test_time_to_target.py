@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import time_to_target  # noqa: E402
@@ -45,6 +46,32 @@ def test_seeds_count_resumed_time_and_reach_only_at_the_target(tmp_path):
     assert "1 of 2 reach 0.95, the quickest of them took 45 min" in line
     assert "0.951 ± 0.001" in line
     assert "no seed reaches 0.95" in time_to_target.summary_line("plateau", rows[1:], 0.95)
+
+
+def test_a_single_run_is_its_own_seed_and_shows_its_pace():
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.create_experiment("readme")
+    single = seed_run(client, experiment, 0, 36, epochs=12, score=0.9561)
+    client.log_param(single, "cfg.seed", "42")
+
+    rows = time_to_target.seed_rows(client, "README command", single, target=0.95)
+
+    assert [(r["seed"], r["run"], r["epochs"], r["wall_min"], r["min_per_epoch"], r["reached"])
+            for r in rows] == [("42", single[:8], 12, "36.0", "3.00", True)]
+    line = time_to_target.summary_line("README command", rows, 0.95)
+    assert "test macro-F1 0.956 over 1 seed;" in line
+    assert "1 of 1 reach 0.95, the quickest of them took 36 min" in line
+
+
+def test_a_run_the_store_does_not_hold_is_one_line(monkeypatch, capsys):
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    monkeypatch.setattr(sys, "argv", ["time_to_target.py", "--store", store,
+                                      "--recipe", "224 px=3250d0d0"])
+    with pytest.raises(SystemExit) as stop:
+        time_to_target.main()
+    message = str(stop.value.code)
+    assert message.startswith("time_to_target: recipe '224 px': Run with id=3250d0d0 not found")
+    assert "\n" not in message
 
 
 def test_the_section_replaces_only_its_own(tmp_path):
