@@ -18,8 +18,10 @@ machine-independent count; minutes depend on what else shared the cores.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -42,7 +44,8 @@ def seed_rows(client: mlflow.MlflowClient, recipe: str, run_id: str, target: flo
     run = client.get_run(run_id)
     if "child_runs.json" not in {a.path for a in client.list_artifacts(run_id)}:
         return [_seed_row(client, recipe, run.data.params.get("cfg.seed", "?"), run_id, target)]
-    children = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/child_runs.json")
+    with tempfile.TemporaryDirectory() as tmp:  # through the client: no global tracking URI set
+        children = json.loads(Path(client.download_artifacts(run_id, "child_runs.json", tmp)).read_text())
     return [_seed_row(client, recipe, seed, child, target)
             for seed, child in sorted(children.items(), key=lambda item: int(item[0]))]
 
@@ -125,7 +128,6 @@ def main() -> None:
     for item in args.recipe:
         name, parent, store = recipe_source(item, args.store)
         recipes[name] = parent
-        mlflow.set_tracking_uri(store)  # for the parent's artifacts
         try:
             rows += seed_rows(mlflow.MlflowClient(store), name, parent, args.target)
         except MlflowException as error:  # a mistyped or shortened id: say which, no traceback

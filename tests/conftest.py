@@ -84,12 +84,15 @@ def isolated_stores(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
     yield
-    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID and remembers the experiment: both would
-    # point the next test (and its `mlflow run` subprocesses) at another test's store.
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID and remembers the experiment, and
+    # mlflow.set_tracking_uri remembers the store over the environment: each would point the next
+    # test (and its `mlflow run` subprocesses) at another test's store.
+    import mlflow.tracking._tracking_service.utils
     import mlflow.tracking.fluent
 
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     mlflow.tracking.fluent._active_experiment_id = None
+    mlflow.tracking._tracking_service.utils._tracking_uri = None
 
 
 @pytest.fixture(scope="module")
