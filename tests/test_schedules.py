@@ -9,6 +9,7 @@ import mlflow
 import pytest
 from helpers import only_run, quick_config
 
+from xraytrack.config import load_config
 from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, build_model, hyperparameters
 from xraytrack.training.schedules import WarmupCosine, cosine_rate
@@ -68,6 +69,29 @@ def test_a_cosine_run_logs_each_epochs_rate_from_the_peak(dataset):
 def test_a_plateau_schedule_cannot_warm_up():
     with pytest.raises(XrayTrackError, match="warmup_epochs needs lr_schedule cosine"):
         quick_config("/data", lr_schedule="plateau", warmup_epochs=1)
+
+
+def cosine_file(tmp_path):
+    path = tmp_path / "cosine.yaml"
+    path.write_text("architecture: simple_cnn\nepochs: 10\nlr_schedule: cosine\nwarmup_epochs: 2\n")
+    return load_config(path)
+
+
+@pytest.mark.parametrize("overrides, warmup", [
+    ({"epochs": 1}, 0), ({"epochs": 2}, 1), ({"epochs": 20}, 2), ({"lr_schedule": "constant"}, 0),
+    ({"lr_schedule": "plateau", "epochs": 1}, 0), ({"seed": 3}, 2)])
+def test_the_files_warmup_fits_a_shorter_run_or_another_schedule(tmp_path, caplog, overrides,
+                                                                 warmup):
+    """A quick `-P epochs=1` of an experiment file that warms up runs instead of failing on a
+    setting the user never gave, and says what it changed."""
+    cfg = cosine_file(tmp_path).with_overrides(warmup_epochs=None, **overrides)
+    assert cfg.warmup_epochs == warmup
+    assert ("does not fit" in caplog.text) == (warmup != 2)
+
+
+def test_a_warmup_given_on_the_command_line_is_checked_as_given(tmp_path):
+    with pytest.raises(XrayTrackError, match=r"warmup_epochs \(2\) must be fewer than epochs \(1\)"):
+        cosine_file(tmp_path).with_overrides(epochs=1, warmup_epochs=2)
 
 
 @pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("loss", "min"),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from xraytrack.errors import XrayTrackError
+
+log = logging.getLogger(__name__)
 
 # Settings that do not change what is computed, so they do not break resuming. ``distribute``
 # changes only where a step runs (a data-parallel step is the same step, up to float rounding).
@@ -73,7 +76,21 @@ class TrainConfig:
         """Apply the values a user actually gave (None means 'keep the file's value')."""
         given = {k: v for k, v in overrides.items() if v is not None}
         hps = {**self.hyperparameters, **given.pop("hyperparameters", {})}
+        if "warmup_epochs" not in given:
+            given["warmup_epochs"] = self._warmup_for(given.get("epochs", self.epochs),
+                                                      given.get("lr_schedule", self.lr_schedule))
         return dataclasses.replace(self, **given, hyperparameters=hps)
+
+    def _warmup_for(self, epochs: int, schedule: str) -> int:
+        """The file's warm-up belongs to the file's epochs and schedule: a command line that
+        shortens the run (a quick ``-P epochs=1``) or changes the schedule without naming a
+        warm-up gets the part of it that still fits, with a note, instead of an error about a
+        setting the user never gave. A warm-up given on the command line is checked as given."""
+        fitted = min(self.warmup_epochs, max(epochs - 1, 0)) if schedule == "cosine" else 0
+        if fitted != self.warmup_epochs:
+            log.warning("warmup_epochs %d of the experiment file does not fit lr_schedule %s with "
+                        "%d epochs: using %d", self.warmup_epochs, schedule, epochs, fitted)
+        return fitted
 
     def params(self) -> dict[str, str]:
         """Flat MLflow params: settings as ``cfg.<name>``, hyper-parameters as ``hp.<name>``.
