@@ -11,6 +11,7 @@ from helpers import quick_config
 from xraytrack.errors import XrayTrackError
 from xraytrack.training import compare as compare_mod
 from xraytrack.training.compare import run_comparison
+from xraytrack.training.repeats import run_repeats
 
 
 @pytest.mark.slow
@@ -81,6 +82,24 @@ def test_seeds_train_every_strategy_per_seed_and_choose_by_the_mean(dataset, mon
                         lambda c, **kw: trained.append((c.balance, c.seed)) or real(c, **kw))
     run_comparison(cfg, ["none", "oversample"], n_boot=20, seeds=["1", "2", "3"])
     assert trained == [("none", 3), ("oversample", 3)]  # finished seeds are reused
+
+
+@pytest.mark.slow
+def test_an_arm_reuses_the_seeds_a_repeat_already_trained_with_its_settings(dataset, monkeypatch):
+    cfg = quick_config(dataset, epochs=1, classes=("COVID", "Normal"))
+    repeat = mlflow.get_run(run_repeats(cfg, ["1", "2"]))
+    repeated = {r.data.tags["xraytrack.seed"]: r.info.run_id for r in mlflow.search_runs(
+        [repeat.info.experiment_id], f"tags.mlflow.parentRunId = '{repeat.info.run_id}'",
+        output_format="list")}
+    trained = []
+    real = compare_mod.run_training
+    monkeypatch.setattr(compare_mod, "run_training",
+                        lambda c, **kw: trained.append((c.balance, c.seed)) or real(c, **kw))
+    parent_id = run_comparison(cfg, ["none", "oversample"], n_boot=20, seeds=["1", "2", "3"])
+    # another seed or another setting is a different training: only the repeat's own are reused
+    assert trained == [("none", 3), ("oversample", 1), ("oversample", 2), ("oversample", 3)]
+    children = mlflow.artifacts.load_dict(f"runs:/{parent_id}/child_runs.json")
+    assert children["none seed 1"] == repeated["1"] and children["none seed 2"] == repeated["2"]
 
 
 def test_bad_settings_are_errors_before_anything_runs(dataset):

@@ -8,6 +8,10 @@ With ``seeds`` every strategy is trained once per seed (children ``<strategy> se
 split for all): the bootstrap table then has a row per child, and ``comparison_seeds.md`` gives
 each strategy's mean ± sd over its seeds, which is what picks the best strategy.
 
+An arm is trained only when the experiment holds no finished run of it: neither a child of an
+earlier comparison nor a seed of a ``--seeds`` repeat with the same settings (the baseline is
+often the default recipe, whose seeds a user has already run; each of those is half an hour).
+
 The numbers compared are the children's own test predictions (``predictions.csv``), scored by
 ``evaluation.metrics.scores`` as the children were; with an external set, each strategy's model
 is also evaluated there by ``evaluation.site`` (one nested evaluation run each) and its scores
@@ -36,7 +40,7 @@ from xraytrack.evaluation.site import (
 from xraytrack.evaluation.test_split import log_figure
 from xraytrack.tracking import runs
 from xraytrack.training import arms, distribute
-from xraytrack.training.repeats import check_seeds
+from xraytrack.training.repeats import check_seeds, finished_seed, repeats_key
 from xraytrack.training.train import resolve, run_training
 
 
@@ -186,9 +190,14 @@ def _child(cfg: TrainConfig, key: str, vary: str, strategy: str, seed: int | Non
     if child:
         print(f"{label}: reusing finished run {child}")
         return child
-    print(f"{label}: training")
     arm = dataclasses.replace(arms.arm_config(cfg, vary, strategy), run_name=label.replace(" ", "-"),
                               seed=cfg.seed if seed is None else seed)
+    repeated = finished_seed(experiment_id, repeats_key(arm), arm.seed)
+    if repeated:
+        print(f"{label}: reusing finished run {repeated.info.run_id}, seed {arm.seed} of a "
+              "--seeds repeat with the same settings")
+        return repeated.info.run_id
+    print(f"{label}: training")
     return run_training(arm, nested=True,
                         tags=child_tags(key, strategy, seed) | {"xraytrack.vary": vary})
 
