@@ -261,3 +261,18 @@ def test_with_seeds_the_tradeoff_reads_each_arms_means_and_seed_ranges():
     text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/tradeoff.md")
     assert "`crop`: 0.850 [0.800, 0.900] vs `none` 0.550 [0.500, 0.600]" in text
     assert "the ranges over seeds do not overlap" in text
+
+
+def test_the_tradeoff_gives_the_paired_reading_of_the_best_arm_outside_even_when_not_kept():
+    table = pd.DataFrame({"macro_f1": [0.95, 0.96, 0.93, 0.93]},
+                         index=["none seed 1", "none seed 2", "crop seed 1", "crop seed 2"])
+    external = pd.DataFrame({"auc_covid": [0.50, 0.56, 0.70, 0.80]}, index=table.index)
+    gains = pd.DataFrame({"difference": [0.22], "lo": [0.10], "hi": [0.34], "better_share": [1.0]},
+                         index=["crop"])
+    with mlflow.start_run() as run:
+        compare_mod._log_tradeoff(table, external, ("none", "crop"), (1, 2), "macro_f1",
+                                  "auc_covid", 0.02, "hospital", gains)
+    assert mlflow.get_run(run.info.run_id).data.tags["xraytrack.best_tradeoff_strategy"] == "none"
+    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/tradeoff.md")
+    assert "`crop`'s, 0.750 [0.700, 0.800], at an internal cost of 0.025" in text
+    assert "`crop` minus `none` in auc_covid is +0.220 [+0.100, +0.340]" in text

@@ -70,5 +70,20 @@ def test_tradeoff_names_the_best_outside_among_the_arms_kept_inside():
     external.loc["crop", "auc_covid_lo"] = 0.65
     assert "overlap, so the gain is not resolved" in tradeoff(internal, external, "auc_covid",
                                                               "none", 0.02)[1]
+    assert "`equalize`'s, 0.950 [0.900, 0.990], at an internal cost of 0.100" in tradeoff(
+        internal, external, "auc_covid", "none", 0.02)[1]
     assert tradeoff(internal, external, "auc_covid", "none", tolerance=0.2)[0] == "equalize"
+    assert "internal cost" not in tradeoff(internal, external, "auc_covid", "none", 0.2)[1]
     assert tradeoff(internal, external, "auc_normal", "none", 0.02)[0] is None
+
+
+def test_when_no_arm_is_kept_inside_the_tradeoff_still_names_the_best_outside_and_its_cost():
+    internal = pd.Series({"none": 0.955, "border_crop": 0.934, "lung_crop": 0.926})
+    external = pd.DataFrame({"auc_covid": [0.53, 0.75, 0.70], "auc_covid_lo": [0.52, 0.69, 0.65],
+                             "auc_covid_hi": [0.55, 0.83, 0.73]},
+                            index=["none", "border_crop", "lung_crop"])
+    best, sentence = tradeoff(internal, external, "auc_covid", "none", 0.02, "ranges over seeds")
+    assert best == "none"
+    assert "no arm kept inside beats `none` outside (brackets: ranges over seeds)" in sentence
+    assert ("highest external auc_covid of any arm is `border_crop`'s, 0.750 [0.690, 0.830], "
+            "at an internal cost of 0.021 (more than the 0.02 allowed)") in sentence

@@ -136,7 +136,8 @@ def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline:
     """The arm that best keeps the internal score while raising the external one: among the arms
     whose internal score is within ``tolerance`` of ``baseline``'s, the highest external
     ``metric``. Returns it (None when the site gives no such score) and a plain-words sentence
-    saying whether its external interval clears the baseline's.
+    saying whether its external interval clears the baseline's, and, when an arm beyond the
+    tolerance scores higher outside, that arm's score and internal cost.
 
     ``internal`` holds one value per arm (a mean over seeds when seeded); ``external`` is
     ``site_table``'s shape, one row per arm, with ``<metric>_lo/_hi`` (``spread`` names them)."""
@@ -152,7 +153,21 @@ def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline:
             f"vs `{baseline}` {external.at[baseline, metric]:.3f} "
             f"[{external.at[baseline, metric + '_lo']:.3f}, {external.at[baseline, metric + '_hi']:.3f}]")
     if best == baseline:
-        return best, head + f"; no arm kept inside beats `{baseline}` outside."
-    clears = external.at[best, metric + "_lo"] > external.at[baseline, metric + "_hi"]
-    return best, head + (f"; the {spread} do not overlap." if clears else
-                         f"; the {spread} overlap, so the gain is not resolved by this site.")
+        sentence = head + f"; no arm kept inside beats `{baseline}` outside (brackets: {spread})."
+    else:
+        clears = external.at[best, metric + "_lo"] > external.at[baseline, metric + "_hi"]
+        sentence = head + (f"; the {spread} do not overlap." if clears else
+                           f"; the {spread} overlap, so the gain is not resolved by this site.")
+    top = best_outside(external, metric)
+    if external.at[top, metric] > external.at[best, metric]:
+        sentence += (f" The highest external {metric} of any arm is `{top}`'s, "
+                     f"{external.at[top, metric]:.3f} [{external.at[top, metric + '_lo']:.3f}, "
+                     f"{external.at[top, metric + '_hi']:.3f}], at an internal cost of "
+                     f"{internal[baseline] - internal[top]:.3f} (more than the {tolerance:g} allowed).")
+    return best, sentence
+
+
+def best_outside(external: pd.DataFrame, metric: str) -> str:
+    """The arm with the highest external ``metric`` whatever its internal cost: when it is not
+    the arm kept inside, its cost is the trade-off a user weighs."""
+    return external[metric].astype(float).idxmax()

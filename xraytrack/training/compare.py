@@ -290,8 +290,10 @@ def _log_tradeoff(table, external, strategies, seeds, select_metric: str, extern
         internal, spread = table.loc[list(strategies), select_metric], "95% intervals"
     best, sentence = comparison.tradeoff(internal, external, external_metric, strategies[0],
                                          tolerance, spread)
-    if gains is not None and best in gains.index:
-        sentence += " " + paired.describe(gains, best, strategies[0], external_metric)
+    if gains is not None and best is not None:  # the arm named's paired reading, and the best outside's
+        for arm in dict.fromkeys((best, comparison.best_outside(external, external_metric))):
+            if arm in gains.index:
+                sentence += " " + paired.describe(gains, arm, strategies[0], external_metric)
     more = "\nEvery arm against the baseline, paired: `comparison_paired.md`.\n" if gains is not None else ""
     mlflow.log_text(f"# Inside the database and at {site}\n\n{sentence}\n{more}", "tradeoff.md")
     if best is not None:
