@@ -198,7 +198,7 @@ def main(verbose: bool):
               "class_weight, oversample, undersample or balanced_batches.")
 @click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
 @click.option("--preprocess", type=STR, help="Strategies against source shortcuts, joined by '+': "
-              "border_crop[=0.8] or lung_crop, equalize, photometric, outside_lung_dropout[=0.5] "
+              "border_crop[=0.8] or lung_crop, equalize, photometric[=0.5], outside_lung_dropout[=0.5] "
               "(default none).")
 @click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
 @recipe_options

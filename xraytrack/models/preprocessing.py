@@ -17,9 +17,12 @@ order whatever the order written:
 - ``lung_crop``: keep the lung box only, resized back to the input size. Every pass. Instead of
   ``border_crop``, not with it.
 - ``equalize``: histogram equalisation of each image on its own (``Equalize``). Every pass.
-- ``photometric``: while training only, random gamma, contrast, blur and noise, then JPEG
-  re-compression at a random quality (``RandomJpeg``), so exposure, scanner and export style stop
-  being a cue.
+- ``photometric[=p]``: while training only, each image with probability ``p`` (default 0.5)
+  gets a random gamma, contrast, blur and noise, then JPEG re-compression at a random quality
+  (``RandomJpeg``), so exposure, scanner and export style stop being a cue. The rest stay as they
+  are: with every image altered (``photometric=1``, the only behaviour before), a full-data
+  ``mobilenet`` scored validation macro-F1 0.92 on images altered as in training and 0.74 on the
+  same images plain, against 0.96 without the strategy (docs/results.md).
 
 The lung box is one box for every image (``ModelSpec.lung_box``: top, bottom, left, right as
 fractions): training takes it from the dataset's lung masks when it has them, else the audit's
@@ -37,8 +40,8 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.explain.lungs import FALLBACK_BOX
 
 ORDER = ("outside_lung_dropout", "border_crop", "lung_crop", "equalize", "photometric")
-DEFAULTS = {"border_crop": 0.8, "outside_lung_dropout": 0.5}  # the strategies that take a value
-LIMITS = {"border_crop": (0.3, 0.999), "outside_lung_dropout": (0.01, 1.0)}
+DEFAULTS = {"border_crop": 0.8, "outside_lung_dropout": 0.5, "photometric": 0.5}  # take a value
+LIMITS = {"border_crop": (0.3, 0.999), "outside_lung_dropout": (0.01, 1.0), "photometric": (0.01, 1.0)}
 
 
 def parse(text: str | None) -> dict[str, float | None]:
@@ -265,12 +268,44 @@ def every_pass(steps: dict[str, float | None], img_size: int, box=None) -> list[
     return out
 
 
+@keras.saving.register_keras_serializable(package="xraytrack")
+class Photometric(layers.Layer):
+    """While training: a share ``rate`` of the images gets another acquisition style (gamma and
+    noise, contrast, blur, then JPEG re-compression, last as a file's export is); the others pass
+    as they are, so the plain images inference sees stay part of training."""
+
+    def __init__(self, rate: float = 0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.generator = keras.random.SeedGenerator(seed)
+        self.steps = [RandomGammaNoise(name="gamma_noise"),
+                      layers.RandomContrast(0.3, name="contrast"),
+                      layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=3, sigma=1.0,
+                                                value_range=(0, 255), name="blur"),
+                      RandomJpeg(name="jpeg")]
+
+    def build(self, input_shape):
+        for step in self.steps:
+            step.build(input_shape)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        altered = images
+        for step in self.steps:
+            altered = step(altered, training=True)
+        chosen = keras.random.uniform((ops.shape(images)[0], 1, 1, 1), seed=self.generator)
+        return ops.where(chosen < self.rate, altered, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"rate": self.rate, "seed": self.seed}
+
+
 def training_only(steps: dict[str, float | None]) -> list[layers.Layer]:
     """The random strategies: no-ops at inference (Keras' random layers, and ours)."""
     if "photometric" not in steps:
         return []
-    return [RandomGammaNoise(name="photometric_gamma_noise"),
-            layers.RandomContrast(0.3, name="photometric_contrast"),
-            layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=3, sigma=1.0,
-                                      value_range=(0, 255), name="photometric_blur"),
-            RandomJpeg(name="photometric_jpeg")]  # last, as a file's export is
+    return [Photometric(steps["photometric"], name="photometric")]
