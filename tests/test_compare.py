@@ -159,7 +159,9 @@ def test_an_external_set_is_scored_per_strategy_beside_the_internal_one(dataset,
     logged = {a.path for a in mlflow.artifacts.list_artifacts(run_id=alone)}
     assert "comparison_external.md" in logged and "tradeoff.md" in logged
     assert not logged & {"comparison_paired.md", "comparison_paired.csv"}
-    assert "comparison_paired" not in mlflow.artifacts.load_text(f"runs:/{alone}/tradeoff.md")
+    said = mlflow.artifacts.load_text(f"runs:/{alone}/tradeoff.md")
+    assert "comparison_paired" not in said and "One arm, so nothing to trade off" in said
+    assert "xraytrack.best_tradeoff_strategy" not in mlflow.get_run(alone).data.tags
 
 
 def test_a_missing_external_set_fails_before_training(dataset, tmp_path):

@@ -77,6 +77,18 @@ def test_tradeoff_names_the_best_outside_among_the_arms_kept_inside():
     assert tradeoff(internal, external, "auc_normal", "none", 0.02)[0] is None
 
 
+def test_a_one_arm_comparison_names_no_tradeoff_and_reports_the_arm():
+    internal = pd.Series({"border_crop": 0.929})
+    external = pd.DataFrame({"auc_covid": [0.68], "auc_covid_lo": [0.65], "auc_covid_hi": [0.73]},
+                            index=["border_crop"])
+    best, sentence = tradeoff(internal, external, "auc_covid", "border_crop", 0.02,
+                              "ranges over seeds")
+    assert best is None
+    assert sentence.startswith("One arm, so nothing to trade off: `border_crop` scores auc_covid "
+                               "0.680 [0.650, 0.730] outside (ranges over seeds) and 0.929 inside")
+    assert " vs " not in sentence
+
+
 def test_when_no_arm_is_kept_inside_the_tradeoff_still_names_the_best_outside_and_its_cost():
     internal = pd.Series({"none": 0.955, "border_crop": 0.934, "lung_crop": 0.926})
     external = pd.DataFrame({"auc_covid": [0.53, 0.75, 0.70], "auc_covid_lo": [0.52, 0.69, 0.65],
