@@ -136,15 +136,15 @@ def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline:
     """The arm that best keeps the internal score while raising the external one: among the arms
     whose internal score is within ``tolerance`` of ``baseline``'s, the highest external
     ``metric``. Returns it (None when the site gives no such score, or when there is one arm
-    and so nothing to weigh it against) and a plain-words sentence
-    saying whether its external interval clears the baseline's, and, when an arm beyond the
-    tolerance scores higher outside, that arm's score and internal cost.
+    and so nothing to weigh it against) and a plain-words sentence saying whether its external
+    interval clears the baseline's, and, when an arm beyond the tolerance scores higher outside,
+    that arm's score and internal cost.
 
     ``internal`` holds one value per arm (a mean over seeds when seeded); ``external`` is
     ``site_table``'s shape, one row per arm, with ``<metric>_lo/_hi`` (``spread`` names them)."""
     if metric not in external.columns or external[metric].isna().all():
         return None, f"The site gives no {metric}, so no arm is named for it."
-    if len(internal) == 1:  # a one-arm comparison (its baseline's runs in another store)
+    if len(internal) == 1:  # a strategy scored alone: naming it would compare it with itself
         return None, (f"One arm, so nothing to trade off: `{baseline}` scores {metric} "
                       f"{external.at[baseline, metric]:.3f} [{external.at[baseline, metric + '_lo']:.3f}, "
                       f"{external.at[baseline, metric + '_hi']:.3f}] outside ({spread}) and "
