@@ -146,18 +146,15 @@ def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline:
         return None, f"The site gives no {metric}, so no arm is named for it."
     if len(internal) == 1:  # a strategy scored alone: naming it would compare it with itself
         return None, (f"One arm, so nothing to trade off: `{baseline}` scores {metric} "
-                      f"{external.at[baseline, metric]:.3f} [{external.at[baseline, metric + '_lo']:.3f}, "
-                      f"{external.at[baseline, metric + '_hi']:.3f}] outside ({spread}) and "
+                      f"{_scored(external, baseline, metric)} outside ({spread}) and "
                       f"{internal[baseline]:.3f} inside; compare it with another arm to name one.")
     floor = internal[baseline] - tolerance
     kept = [arm for arm in internal.index if internal[arm] >= floor
             and not np.isnan(external.at[arm, metric])]
     best = max(kept, key=lambda arm: external.at[arm, metric])
     head = (f"Within {tolerance:g} of `{baseline}` inside (>= {floor:.3f}), the highest external "
-            f"{metric} is `{best}`: {external.at[best, metric]:.3f} "
-            f"[{external.at[best, metric + '_lo']:.3f}, {external.at[best, metric + '_hi']:.3f}] "
-            f"vs `{baseline}` {external.at[baseline, metric]:.3f} "
-            f"[{external.at[baseline, metric + '_lo']:.3f}, {external.at[baseline, metric + '_hi']:.3f}]")
+            f"{metric} is `{best}`: {_scored(external, best, metric)} "
+            f"vs `{baseline}` {_scored(external, baseline, metric)}")
     if best == baseline:
         sentence = head + f"; no arm kept inside beats `{baseline}` outside (brackets: {spread})."
     else:
@@ -167,10 +164,16 @@ def tradeoff(internal: pd.Series, external: pd.DataFrame, metric: str, baseline:
     top = best_outside(external, metric)
     if external.at[top, metric] > external.at[best, metric]:
         sentence += (f" The highest external {metric} of any arm is `{top}`'s, "
-                     f"{external.at[top, metric]:.3f} [{external.at[top, metric + '_lo']:.3f}, "
-                     f"{external.at[top, metric + '_hi']:.3f}], at an internal cost of "
+                     f"{_scored(external, top, metric)}, at an internal cost of "
                      f"{internal[baseline] - internal[top]:.3f} (more than the {tolerance:g} allowed).")
     return best, sentence
+
+
+def _scored(external: pd.DataFrame, arm: str, metric: str) -> str:
+    """One arm's external ``metric`` with its spread, "0.680 [0.650, 0.726]": the form every
+    sentence of the trade-off uses, so an arm reads the same wherever it is named."""
+    return (f"{external.at[arm, metric]:.3f} [{external.at[arm, metric + '_lo']:.3f}, "
+            f"{external.at[arm, metric + '_hi']:.3f}]")
 
 
 def best_outside(external: pd.DataFrame, metric: str) -> str:
