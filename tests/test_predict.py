@@ -98,3 +98,28 @@ def test_a_classifier_logged_by_xraytrack_0_1_still_loads_and_predicts(trained, 
     pixels = np.stack([resize(load_grayscale(f), trained_model.img_size) for f in files])
     raw = trained_model.model.predict(pixels[..., None].astype("float32"), verbose=0)
     np.testing.assert_allclose(then[trained_model.classes].to_numpy(), raw, atol=1e-6)
+
+
+def test_a_classifier_logged_under_mlflow_run_keeps_its_config_as_params(trained):
+    """`mlflow run` logs the entry point's raw arguments first, `classes` and `img_size` empty
+    when left to the experiment file; the classifier's config must not collide with them (MLflow
+    would then drop all of it, with a warning), and the model must still load and answer."""
+    from xraytrack.evaluation.calibration import Calibration
+    from xraytrack.tracking.loading import load_trained
+    from xraytrack.tracking.model_logging import log_classifier, pip_requirements
+
+    trained_model = load_trained(trained["run_id"])
+    mlflow.set_experiment("entry-point")
+    with mlflow.start_run() as run:
+        mlflow.log_params({"classes": "", "img_size": ""})
+        logged = log_classifier(trained_model.model, trained_model.classes, trained_model.img_size,
+                                pip_requirements(), Calibration(1.5, {"COVID": {"0.95": 0.25}}))
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert (params["classes"], params["img_size"]) == ("", "")  # the entry point's, untouched
+    assert params["classifier/img_size"] == str(trained_model.img_size)
+    assert params["classifier/temperature"] == "1.5"
+    assert params["classifier/thresholds/COVID/0.95"] == "0.25"
+    files = sorted((trained["data"] / "Normal" / "images").glob("*.png"))[:2]
+    served = mlflow.pyfunc.load_model(logged.model_uri).predict(
+        request_frame([f.read_bytes() for f in files]))
+    assert list(served.columns) == ["label", *trained_model.classes]

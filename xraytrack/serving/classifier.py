@@ -24,6 +24,21 @@ from xraytrack.data.images import DECODE_ERRORS, decode_bytes
 from xraytrack.evaluation.calibration import Calibration
 
 COLUMN = "image"
+CONFIG_KEY = "classifier"  # the classifier's settings sit under this key of its model_config
+
+
+def logged_config(config: dict) -> dict:
+    """The ``model_config`` a classifier is logged with. MLflow also logs a model_config as run
+    parameters; nested under one key they become ``classifier/img_size`` and so on, and never
+    collide with the ``classes`` and ``img_size`` that an ``mlflow run`` entry point has already
+    logged (a collision drops every one of them, with a warning)."""
+    return {CONFIG_KEY: config}
+
+
+def served_config(model_config: dict) -> dict:
+    """The classifier's settings from a logged model's config: nested (``logged_config``), or at
+    the top level, as models logged before the nesting have them."""
+    return model_config.get(CONFIG_KEY, model_config)
 
 
 def encode_image(data: bytes) -> str:
@@ -102,10 +117,11 @@ class XrayClassifier(ImageClassifier):
         # top: the ONNX classifier shares this module and serves without Keras)
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        self.classes = list(context.model_config["classes"])
-        self.img_size = int(context.model_config["img_size"])
+        config = served_config(context.model_config)
+        self.classes = list(config["classes"])
+        self.img_size = int(config["img_size"])
         # Models logged before calibration existed have no temperature: T = 1.
-        self.calibration = Calibration.from_metadata(context.model_config)
+        self.calibration = Calibration.from_metadata(config)
 
     def network_outputs(self, batch: np.ndarray) -> np.ndarray:
         return self.model.predict(batch, verbose=0)

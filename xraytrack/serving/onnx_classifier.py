@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from xraytrack.evaluation.calibration import Calibration
-from xraytrack.serving.classifier import ImageClassifier
+from xraytrack.serving.classifier import ImageClassifier, served_config
 
 BATCH = 32  # a request of many images runs as batches of this size: bounded memory, full speed
 
@@ -34,8 +34,9 @@ class OnnxClassifier(ImageClassifier):
         return wrapper
 
     def load_context(self, context):
-        self._open(context.artifacts["onnx_model"], context.model_config["classes"],
-                   context.model_config["img_size"], Calibration.from_metadata(context.model_config))
+        config = served_config(context.model_config)
+        self._open(context.artifacts["onnx_model"], config["classes"], config["img_size"],
+                   Calibration.from_metadata(config))
 
     def _open(self, path: str, classes, img_size: int, calibration: Calibration) -> None:
         self.session = session(str(path))
