@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from xraytrack.explain import gradcam
 from xraytrack.explain.audit import audit, verdict
 from xraytrack.explain.lungs import FALLBACK_BOX, fallback_region, lung_regions, occlude
 from xraytrack.models import ModelSpec, build_model, hyperparameters
@@ -67,6 +68,33 @@ def test_gradcam_attention_sits_more_in_the_lungs_for_the_inside_model(audits):
     inside = audits["inside"].metrics["audit_gradcam_lung_share"]
     outside = audits["outside"].metrics["audit_gradcam_lung_share"]
     assert inside > outside + 0.1
+
+
+@pytest.mark.parametrize("preprocess, window", [("border_crop=0.5", (16, 48, 16, 48)),
+                                                ("lung_crop", (8, 52, 8, 56))])
+def test_gradcam_of_a_model_that_crops_points_at_the_evidence(preprocess, window):
+    """A crop narrows what the feature map covers: the heatmap must be laid over that window of
+    the input, not stretched over the whole image (which put it beside the evidence)."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    x = np.clip(rng.normal(110, 15, (260, SIZE, SIZE, 1)), 0, 255).astype("float32")
+    y = np.arange(len(x)) % 2
+    x[:, 18:24, 40:46] = np.where(y == 1, 250, 10)[:, None, None, None]  # off-centre, in the crop
+    model = build_model("simple_cnn", ModelSpec(2, SIZE, augment=False, preprocess=preprocess),
+                        hyperparameters({"filters": 16, "dense_units": 32}))
+    model.fit(x[:240], np.eye(2)[y[:240]], epochs=6, batch_size=16, verbose=0)
+    assert gradcam.input_window(model) == window
+
+    heat, probs = gradcam.gradcam(model, x[240:])
+    assert (probs.argmax(axis=1) == y[240:]).all()
+    top, bottom, left, right = window
+    outside = np.ones((SIZE, SIZE), bool)
+    outside[top:bottom, left:right] = False
+    assert heat[:, outside].max() == 0  # the model never sees those pixels
+    near = np.zeros((SIZE, SIZE))
+    near[14:28, 36:50] = 1  # the patch and 4 pixels around it: 5% of the image
+    share = (heat * near).sum(axis=(1, 2)) / heat.sum(axis=(1, 2))
+    assert share.mean() > 0.25  # stretched over the whole image it was 0.02 and 0.09
 
 
 def test_verdict_thresholds():

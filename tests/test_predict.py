@@ -57,7 +57,7 @@ def test_malformed_requests_raise_invalid_parameter_value(trained):
     model = mlflow.pyfunc.load_model(_classifier_uri(trained["run_id"]))
     for frame, message in [
         (pd.DataFrame({"image": ["%%%not-base64"]}), "not valid base64"),
-        (pd.DataFrame({"image": ["aGVsbG8="]}), "not a readable PNG/JPEG"),
+        (pd.DataFrame({"image": ["aGVsbG8="]}), r"not a readable PNG/JPEG/DICOM image \(unknown format\)$"),
         (pd.DataFrame({"image": [""]}), "is empty"),
     ]:
         with pytest.raises(mlflow.exceptions.MlflowException, match=message) as err:

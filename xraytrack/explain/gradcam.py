@@ -32,6 +32,42 @@ def split_at_last_conv(model: keras.Model) -> tuple[keras.Model, list]:
     return features, layers[last + 1:]
 
 
+def input_window(model: keras.Model) -> tuple[float, float, float, float]:
+    """(top, bottom, left, right) of the input, in pixels, that the last feature map covers.
+
+    A model with a ``border_crop`` or ``lung_crop`` strategy crops the image before its first
+    convolution, so its feature map spans only that window: a heatmap stretched over the whole
+    image would point beside the evidence (and the audit would weigh it against the wrong lung
+    pixels). Follows the crops ahead of the features, each in the frame of the layer before."""
+    height, width = model.inputs[0].shape[1:3]
+    top, bottom, left, right = 0.0, float(height), 0.0, float(width)
+    features, _ = split_at_last_conv(model)
+    for layer in features.layers:
+        if isinstance(layer, keras.layers.CenterCrop):
+            h, w = layer.input.shape[1:3]
+            offsets = ((h - layer.height) // 2, h - layer.height - (h - layer.height) // 2,
+                       (w - layer.width) // 2, w - layer.width - (w - layer.width) // 2)
+        elif isinstance(layer, keras.layers.Cropping2D):
+            h, w = layer.input.shape[1:3]
+            (a, b), (c, d) = layer.cropping
+            offsets = (a, b, c, d)
+        else:
+            continue
+        dy, dx = (bottom - top) / h, (right - left) / w
+        top, bottom = top + offsets[0] * dy, bottom - offsets[1] * dy
+        left, right = left + offsets[2] * dx, right - offsets[3] * dx
+    return top, bottom, left, right
+
+
+def _in_input_frame(cams: np.ndarray, window, size) -> np.ndarray:
+    """Feature-map heatmaps (N, h, w) placed over the input window they cover, 0 elsewhere."""
+    top, bottom, left, right = (round(v) for v in window)
+    inner = ops.image.resize(cams[..., None], (bottom - top, right - left), interpolation="bilinear")
+    out = np.zeros((len(cams), *size), dtype="float32")
+    out[:, top:bottom, left:right] = ops.convert_to_numpy(inner)[..., 0]
+    return out
+
+
 def _apply(head, x, logits: bool = False):
     """Run the head; with ``logits`` the softmax layer returns class scores for Grad-CAM: each
     logit minus their mean. Raw logits are what Grad-CAM prescribes (softmax gradients vanish
@@ -69,7 +105,8 @@ def _score_gradients(head, maps, classes):
 
 
 def gradcam(model: keras.Model, images: np.ndarray, classes=None, batch_size: int = 16):
-    """Heatmaps in [0, 1] at the images' size, for `classes` (default: the predicted ones).
+    """Heatmaps in [0, 1] at the images' size, for `classes` (default: the predicted ones); 0
+    where a crop of the model keeps the pixels from it.
 
     images: (N, H, W, 1) raw 0-255 pixels, as the model takes them. Returns (heatmaps, probs).
     """
@@ -84,9 +121,7 @@ def gradcam(model: keras.Model, images: np.ndarray, classes=None, batch_size: in
         cam = ops.convert_to_numpy(ops.relu(ops.sum(grads * maps, axis=-1)))
         heatmaps.append(cam)
         all_probs.append(probs)
-    cams = np.concatenate(heatmaps)
-    size = images.shape[1:3]
-    resized = ops.convert_to_numpy(ops.image.resize(cams[..., None], size, interpolation="bilinear"))[..., 0]
+    resized = _in_input_frame(np.concatenate(heatmaps), input_window(model), images.shape[1:3])
     peak = resized.reshape(len(resized), -1).max(axis=1)[:, None, None]
     return np.divide(resized, peak, out=np.zeros_like(resized), where=peak > 0), np.concatenate(all_probs)
 

@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from xraytrack.data.images import DECODE_ERRORS, decode_bytes
 from xraytrack.evaluation.calibration import Calibration
@@ -67,7 +67,9 @@ def decode_request_row(row: int, value, img_size: int) -> np.ndarray:
     try:
         return decode_bytes(data, img_size)
     except DECODE_ERRORS as exc:
-        raise _bad_request(f"row {row}: not a readable PNG/JPEG/DICOM image ({exc})") from None
+        # Pillow names the in-memory buffer (`<_io.BytesIO object at 0x...>`): no help to a client
+        why = "unknown format" if isinstance(exc, UnidentifiedImageError) else exc
+        raise _bad_request(f"row {row}: not a readable PNG/JPEG/DICOM image ({why})") from None
 
 
 class ImageClassifier(mlflow.pyfunc.PythonModel):
