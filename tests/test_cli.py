@@ -38,6 +38,7 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--lr-schedule", "cosine", "--warmup-epochs", "5", "--epochs", "5"],
          "warmup_epochs (5) must be fewer than epochs (5)"),
         (["--monitor", "val_f1"], "unknown monitor 'val_f1'; choose one of val_loss, val_accuracy"),
+        (["--cache-dir", "/dev/null/cache"], "Not a directory: /dev/null/cache"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):

@@ -31,6 +31,23 @@ def test_predict_folder_recursively_skips_masks_and_reports_unreadable_files(tra
     assert frame[["COVID", "Normal", "Viral Pneumonia"]].sum(axis=1).round(4).eq(1).all()
 
 
+def test_predict_makes_its_out_folder_and_says_in_one_line_when_it_cannot(trained, tmp_path):
+    uri = _classifier_uri(trained["run_id"])
+    image = str(trained["data"] / "Normal" / "images" / "Normal-0.png")
+    out = tmp_path / "results" / "site_a" / "p.csv"
+    made = CliRunner().invoke(main, ["predict", uri, image, "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    assert len(pd.read_csv(out)) == 1
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    for command in (["predict", uri, image, "--out", str(blocked / "p.csv")],
+                    ["explain", trained["run_id"], image, "--out", str(blocked / "overlays")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1
+        assert result.output.strip().startswith("Error: ") and str(blocked) in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_served_preprocessing_matches_training(trained):
     """Image bytes through the classifier == the training cache's pixels through the Keras model."""
     from xraytrack.data.cache import load_or_build

@@ -82,9 +82,9 @@ LOCAL_COMMANDS = {"data_summary"}  # commands that never talk to the tracking st
 
 
 def friendly_errors(fn):
-    """Input problems become one line on stderr; Ctrl-C says how to resume; a tracking store
-    that is down is found in seconds, before any work, and one that goes away mid-run ends the
-    command with one line."""
+    """Input problems, and a file or folder that cannot be read or written, become one line on
+    stderr; Ctrl-C says how to resume; a tracking store that is down is found in seconds, before
+    any work, and one that goes away mid-run ends the command with one line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -110,6 +110,11 @@ def friendly_errors(fn):
             sys.stderr.flush()
             sys.stdout.flush()
             os._exit(1)
+        except OSError as exc:
+            if exc.filename is None:  # not a path the user chose: a real fault, shown in full
+                raise
+            # an output or cache folder that cannot be made or written: say which, in one line
+            raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted; the MLflow run is marked KILLED. Re-run the same command "
                        "to resume from the last finished epoch.", err=True)

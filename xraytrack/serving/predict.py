@@ -75,6 +75,10 @@ def predict_to_csv(model_uri: str, paths: list[str], out: str | Path,
                    batch_size: int = 32) -> tuple[int, list[tuple[str, str]]]:
     """Write predictions to ``out`` as they are made, so an interruption or a failure keeps
     every row already predicted. Returns (rows written, skipped files with reasons)."""
+    folder = Path(out).parent
+    if folder.exists() and not folder.is_dir():
+        raise XrayTrackError(f"cannot write {printable(out)}: {printable(folder)} is a file")
+    folder.mkdir(parents=True, exist_ok=True)  # before the slow model load
     classifier = load_classifier(model_uri)
     files, skipped = find_images(paths)
     written = 0
