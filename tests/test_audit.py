@@ -53,6 +53,7 @@ def test_audit_flags_only_the_model_whose_signal_is_outside_the_lungs(audits, wh
     assert m["audit_plain_balanced_accuracy"] > 0.95  # both models learned their patch
     assert result.flagged is flagged and m["audit_shortcut_flag"] == float(flagged)
     assert ("Shortcut warning" in result.text) is flagged
+    assert "crops its input" not in result.text  # it sees the whole image
     removed, only = m["audit_lungs_removed_balanced_accuracy"], m["audit_lungs_only_balanced_accuracy"]
     if flagged:
         assert removed > 0.9 and only < 0.65
@@ -95,6 +96,12 @@ def test_gradcam_of_a_model_that_crops_points_at_the_evidence(preprocess, window
     near[14:28, 36:50] = 1  # the patch and 4 pixels around it: 5% of the image
     share = (heat * near).sum(axis=(1, 2)) / heat.sum(axis=(1, 2))
     assert share.mean() > 0.25  # stretched over the whole image it was 0.02 and 0.09
+
+    regions = np.repeat(fallback_region(SIZE)[None], len(probs), axis=0)
+    text = audit(model, x[240:, ..., 0].astype(np.uint8), y[240:], probs, ("plain", "patched"),
+                 regions, np.zeros(len(probs), bool)).text
+    assert (f"crops its input before it looks (rows {top / SIZE:.0%}-{bottom / SIZE:.0%}, "
+            f"columns {left / SIZE:.0%}-{right / SIZE:.0%} of the image)") in text
 
 
 def test_verdict_thresholds():

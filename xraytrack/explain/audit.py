@@ -93,10 +93,23 @@ def audit(model: keras.Model, images: np.ndarray, y: np.ndarray, probs: np.ndarr
                                 out["audit_lungs_removed_balanced_accuracy"], len(classes))
     out["audit_lungs_removed_retained_skill"] = float(retained)
     out["audit_shortcut_flag"] = float(flagged)
-    return AuditResult(out, flagged, report(out, classes, flagged, retained))
+    crop = crop_sentence(gradcam.input_window(model), images.shape[1:3])
+    return AuditResult(out, flagged, report(out, classes, flagged, retained, crop))
 
 
-def report(m: dict[str, float], classes, flagged: bool, retained: float) -> str:
+def crop_sentence(window, size) -> str:
+    """For a model that crops before it looks (``border_crop``, ``lung_crop``): where, since its
+    attention can fall only there and a crop inside the lung box makes the share high by itself."""
+    top, bottom, left, right = window
+    height, width = size
+    if (top, bottom, left, right) == (0, height, 0, width):
+        return ""
+    return (f"This model crops its input before it looks (rows {top / height:.0%}-"
+            f"{bottom / height:.0%}, columns {left / width:.0%}-{right / width:.0%} of the "
+            "image), so its attention can fall only there. ")
+
+
+def report(m: dict[str, float], classes, flagged: bool, retained: float, crop: str = "") -> str:
     chance = 1.0 / len(classes)
     lead = "**Shortcut warning.** " if flagged else "**No shortcut flagged.** "
     verdict = (
@@ -116,7 +129,7 @@ def report(m: dict[str, float], classes, flagged: bool, retained: float) -> str:
         f"balanced accuracy; with only the lungs visible it reaches "
         f"{m['audit_lungs_only_balanced_accuracy']:.3f}. On average "
         f"{m['audit_gradcam_lung_share']:.0%} of its Grad-CAM attention falls inside the lung "
-        f"region. {verdict}Lung regions came from the dataset's masks for "
+        f"region. {crop}{verdict}Lung regions came from the dataset's masks for "
         f"{m['audit_mask_coverage']:.0%} of the images and from the fixed central box "
         f"{lungs.FALLBACK_BOX} (top, bottom, left, right fractions) for the rest. The flag needs "
         f"balanced accuracy without the lungs at least {MIN_MARGIN:.2f} above chance and at "
