@@ -114,7 +114,9 @@ def friendly_errors(fn):
             if exc.filename is None:  # not a path the user chose: a real fault, shown in full
                 raise
             # an output or cache folder that cannot be made or written: say which, in one line
-            raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
+            from xraytrack.data.index import printable
+
+            raise click.ClickException(f"{exc.strerror}: {printable(exc.filename)}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted; the MLflow run is marked KILLED. Re-run the same command "
                        "to resume from the last finished epoch.", err=True)

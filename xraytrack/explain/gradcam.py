@@ -106,7 +106,7 @@ def _score_gradients(head, maps, classes):
 
 def gradcam(model: keras.Model, images: np.ndarray, classes=None, batch_size: int = 16):
     """Heatmaps in [0, 1] at the images' size, for `classes` (default: the predicted ones); 0
-    where a crop of the model keeps the pixels from it.
+    on the pixels that the model's own crop never shows it.
 
     images: (N, H, W, 1) raw 0-255 pixels, as the model takes them. Returns (heatmaps, probs).
     """
