@@ -9,6 +9,7 @@ import pytest
 from helpers import quick_config
 
 from xraytrack.errors import XrayTrackError
+from xraytrack.training import tune
 from xraytrack.training.tune import SearchSettings, run_search
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -21,7 +22,8 @@ def _children(parent_id: str, role: str = "trial"):
 
 
 @pytest.mark.slow
-def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(dataset):
+def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(dataset, monkeypatch):
+    _default_scores(monkeypatch, 0.0)  # any trial beats it: the search's best is retrained
     cfg = quick_config(dataset, epochs=2, experiment="tune")
     parent_id = run_search(cfg, SearchSettings(tuner="random", max_trials=3))
     parent = mlflow.get_run(parent_id)
@@ -39,9 +41,41 @@ def test_search_is_a_parent_run_with_one_child_per_trial_and_a_retrained_best(da
     m = parent.data.metrics
     assert m["search_best_val_macro_f1"] == pytest.approx(frame["score"].max())
     assert "default_val_macro_f1" in m and "test_macro_f1" in m  # test touched by the final model
-    assert parent.data.tags["xraytrack.best_beats_default"] in ("True", "False")
+    assert parent.data.tags["xraytrack.best_beats_default"] == "True"
+    assert parent.data.tags["xraytrack.final_configuration"] == "search"
     best = frame.loc[frame["score"].idxmax()]
-    assert parent.data.params["hp.dense_units"] == str(best["dense_units"])
+    assert _hp(parent) == _hp(mlflow.get_run(best["run_id"]))
+
+
+def _hp(run) -> dict:
+    return {k: v for k, v in run.data.params.items() if k.startswith("hp.")}
+
+
+def _default_scores(monkeypatch, score: float) -> None:
+    """The default configuration still trains (its child run is real); its score is ``score``."""
+    real = tune._default_score
+
+    def fixed(*args):
+        real(*args)
+        return score
+
+    monkeypatch.setattr(tune, "_default_score", fixed)
+
+
+@pytest.mark.slow
+def test_a_search_that_does_not_beat_the_default_retrains_the_default(dataset, monkeypatch):
+    _default_scores(monkeypatch, 1.0)  # the highest macro-F1 there is: no trial can beat it
+    cfg = quick_config(dataset, epochs=1, experiment="tune")
+    parent_id = run_search(cfg, SearchSettings(tuner="random", max_trials=2))
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    tags, params = parent.data.tags, parent.data.params
+    assert tags["xraytrack.best_beats_default"] == "False"
+    assert tags["xraytrack.final_configuration"] == "default"
+    assert _hp(parent) == _hp(_children(parent_id, "default")[0])  # the default's settings
+    trials = {t.data.params["hp.learning_rate"] for t in _children(parent_id)}
+    assert params["hp.learning_rate"] not in trials  # none of the trials' draws
+    assert "test_macro_f1" in parent.data.metrics
 
 
 @pytest.mark.slow
@@ -62,6 +96,35 @@ def test_rerunning_the_same_search_continues_it(dataset):
     assert _children(second) == []  # both trials were already done: nothing re-run
     frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{second}/trials.csv")))
     assert len(frame) == 2
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_ends_killed_and_the_same_command_runs_the_rest(dataset, monkeypatch):
+    from xraytrack.training import fitting
+
+    original, epochs_seen = fitting.EpochMetrics.on_epoch_end, []
+
+    def ctrl_c_in_the_second_trial(self, epoch, logs=None):
+        original(self, epoch, logs)
+        epochs_seen.append(epoch)
+        if len(epochs_seen) == 2:
+            raise KeyboardInterrupt
+
+    cfg = quick_config(dataset, epochs=1, experiment="tune")
+    settings = SearchSettings(tuner="random", max_trials=3)
+    with monkeypatch.context() as mp:
+        mp.setattr(fitting.EpochMetrics, "on_epoch_end", ctrl_c_in_the_second_trial)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(cfg, settings)
+    exp = mlflow.get_experiment_by_name("tune").experiment_id
+    first = mlflow.search_runs([exp], output_format="list")
+    assert {r.info.run_name: r.info.status for r in first} == {
+        "tune-simple_cnn": "KILLED", "trial-0": "FINISHED", "trial-1": "KILLED"}
+    second = run_search(cfg, settings)
+    assert mlflow.get_run(second).info.status == "FINISHED"
+    assert sorted(t.info.run_name for t in _children(second)) == ["trial-1", "trial-2"]
+    frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{second}/trials.csv")))
+    assert len(frame) == 3 and (frame["status"] == "COMPLETED").all()
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 Roles follow keras-tuner's distributed mode: with KERASTUNER_TUNER_ID unset one process does
 everything; ``chief`` serves the oracle (KERASTUNER_ORACLE_IP/PORT), owns the parent run and, when
-the search ends, retrains the best configuration; any other id is a worker that runs trials and
-files them under the chief's parent run, found by the search's key.
+the search ends, retrains the best configuration (the default, if no trial beat it); any other id
+is a worker that runs trials and files them under the chief's parent run, found by the search's
+key.
 """
 
 from __future__ import annotations
@@ -219,11 +220,21 @@ def _chief(cfg, settings, index: DatasetIndex, key: str, directory: str, parent)
     mlflow.log_metrics({f"search_best_{settings.objective}": best_score,
                         f"default_{settings.objective}": default})
     better = best_score != default and best_of([best_score, default], settings.objective) == best_score
-    mlflow.set_tag("xraytrack.best_beats_default", str(better))
+    mlflow.set_tags({"xraytrack.best_beats_default": str(better),
+                     "xraytrack.final_configuration": "search" if better else "default"})
     fig = objective_figure(frame, settings.objective, default)
     mlflow.log_figure(fig, "objective_by_trial.png")
     plt.close(fig)
     print(f"Best {settings.objective}: {best_score:.4f} (default {default:.4f}) with {best_hp}")
-    best_cfg, best = dataclasses.replace(cfg, hyperparameters=best_hp), hyperparameters(best_hp)
-    train_and_log(best_cfg, data, seeded_model(best_cfg, best), best)
+    _retrain_the_winner(dataclasses.replace(cfg, hyperparameters=best_hp) if better else cfg, data,
+                        "the search's best" if better else "the default (the search did not beat it)")
     return parent_id
+
+
+def _retrain_the_winner(cfg: TrainConfig, data: PreparedData, which: str) -> None:
+    """The parent's model is the configuration that scored best on validation, the default
+    included: a search that did not beat the experiment file must not replace it."""
+    hp = hyperparameters(cfg.hyperparameters)
+    model = seeded_model(cfg, hp)  # fills in the builder's defaults for the rest of ``hp``
+    print(f"Retraining {which}: {architecture_values(hp)}")
+    train_and_log(cfg, data, model, hp)
