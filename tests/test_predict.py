@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from xraytrack.cli import main
 from xraytrack.evaluation.calibration import apply_temperature
 from xraytrack.serving.classifier import request_frame
-from xraytrack.tracking.model_logging import CLASSIFIER
+from xraytrack.tracking.model_logging import CLASSIFIER, KERAS_MODEL
 from xraytrack.tracking.registry import logged_model_uri
 
 
@@ -29,6 +29,46 @@ def test_predict_folder_recursively_skips_masks_and_reports_unreadable_files(tra
     assert not frame["path"].str.contains("masks").any()
     assert "skipped" in result.output and "corrupt.png" in result.output
     assert frame[["COVID", "Normal", "Viral Pneumonia"]].sum(axis=1).round(4).eq(1).all()
+
+
+def test_predict_takes_a_run_id_as_explain_and_evaluate_do(trained, tmp_path):
+    image = str(trained["data"] / "COVID" / "images" / "COVID-0.png")
+    run_id = trained["run_id"]
+    frames = []
+    for ref in (run_id, _classifier_uri(run_id)):
+        out = tmp_path / f"{len(frames)}.csv"
+        result = CliRunner().invoke(main, ["predict", ref, image, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        frames.append(pd.read_csv(out))
+    pd.testing.assert_frame_equal(frames[0], frames[1])  # the run's served classifier
+    keras_net = CliRunner().invoke(main, ["predict", f"runs:/{run_id}/{KERAS_MODEL}", image,
+                                          "--out", str(tmp_path / "k.csv")])
+    assert keras_net.exit_code == 1
+    assert keras_net.output.strip() == (
+        f"Error: runs:/{run_id}/{KERAS_MODEL} is not an xraytrack classifier: give a run id, a "
+        f"registered models:/NAME@ALIAS or a run's runs:/RUN_ID/{CLASSIFIER}")
+    missing = CliRunner().invoke(main, ["predict", "0" * 32, image, "--out", str(tmp_path / "m.csv")])
+    assert missing.exit_code == 1 and missing.output.startswith(f"Error: cannot load {'0' * 32}: ")
+    assert len(missing.output.strip().splitlines()) == 1
+
+
+def test_an_interrupted_predict_keeps_its_rows_and_says_so(trained, tmp_path, monkeypatch):
+    from xraytrack.serving import predict
+
+    real = predict.predict_batches
+
+    def interrupted_after_one_batch(*args):
+        yield next(real(*args))
+        raise KeyboardInterrupt  # Ctrl-C during the second batch
+
+    monkeypatch.setattr(predict, "predict_batches", interrupted_after_one_batch)
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(main, ["predict", trained["run_id"], str(trained["data"] / "COVID"),
+                                       "--out", str(out), "--batch-size", "8"])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == (
+        "Interrupted; the CSV holds every row predicted so far.")
+    assert len(pd.read_csv(out)) == 8
 
 
 def test_predict_makes_its_out_folder_and_says_in_one_line_when_it_cannot(trained, tmp_path):

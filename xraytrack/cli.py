@@ -80,6 +80,17 @@ def _store_error(exc: Exception) -> tuple[str, bool]:
 
 LOCAL_COMMANDS = {"data_summary"}  # commands that never talk to the tracking store
 
+_RESUME = "Re-run the same command to resume from the last finished epoch"
+INTERRUPTED = {  # what Ctrl-C leaves behind, and how to go on; other commands just stop
+    "train": f"the MLflow run is marked KILLED. {_RESUME}.",
+    "compare": f"its MLflow runs are marked KILLED. {_RESUME}; finished arms are reused.",
+    "tune": "its MLflow runs are marked KILLED. Re-run the same command to continue the search: "
+            "finished trials are kept, the interrupted one runs again.",
+    "evaluate": "its MLflow run is marked KILLED.",
+    "predict": "the CSV holds every row predicted so far.",
+    "explain": "the overlays written so far are kept.",
+}
+
 
 def friendly_errors(fn):
     """Input problems, and a file or folder that cannot be read or written, become one line on
@@ -118,8 +129,8 @@ def friendly_errors(fn):
 
             raise click.ClickException(f"{exc.strerror}: {printable(exc.filename)}") from None
         except KeyboardInterrupt:
-            click.echo("\nInterrupted; the MLflow run is marked KILLED. Re-run the same command "
-                       "to resume from the last finished epoch.", err=True)
+            left = INTERRUPTED.get(fn.__name__)
+            click.echo("\nInterrupted" + (f"; {left}" if left else "."), err=True)
             sys.exit(130)
 
     return wrapper
@@ -351,18 +362,19 @@ def export(model_ref, fmt):
 
 
 @main.command()
-@click.argument("model_uri")
+@click.argument("model_ref")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="predictions.csv", show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @friendly_errors
-def predict(model_uri, paths, out, batch_size):
-    """Classify image files and folders (recursively), e.g. with models:/xraytrack-cxr@champion.
+def predict(model_ref, paths, out, batch_size):
+    """Classify image files and folders (recursively) with a run id or models:/ URI, e.g.
+    models:/xraytrack-cxr@champion (or its ONNX twin, models:/xraytrack-cxr-onnx@champion).
 
     Rows are written as they are predicted: an interrupted run keeps what it had done."""
     from xraytrack.serving.predict import predict_to_csv
 
-    written, skipped = predict_to_csv(model_uri, list(paths), out, batch_size)
+    written, skipped = predict_to_csv(model_ref, list(paths), out, batch_size)
     click.echo(f"Wrote {written} predictions to {out}")
     for path, reason in skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)

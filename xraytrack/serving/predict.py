@@ -11,10 +11,14 @@ import keras
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from xraytrack.data.images import DECODE_ERRORS, load_grayscale, resize
 from xraytrack.data.index import NON_IMAGE_FOLDERS, image_files, printable
 from xraytrack.errors import XrayTrackError
+from xraytrack.tracking.loading import RUN_ID
+from xraytrack.tracking.model_logging import CLASSIFIER
+from xraytrack.tracking.registry import logged_model_uri
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,21 @@ def find_images(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, skipped
 
 
-def load_classifier(model_uri: str):
+def load_classifier(model_ref: str):
+    """The served classifier of a run id or a model URI: what `mlflow models serve` would run, so
+    a file gets the same answer from `predict` as over HTTP."""
     try:
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    except mlflow.exceptions.MlflowException as exc:
-        raise XrayTrackError(f"cannot load {model_uri}: {exc.message.splitlines()[0]}") from None
+        uri = (logged_model_uri(mlflow.get_run(model_ref), CLASSIFIER) if RUN_ID.match(model_ref)
+               else model_ref)
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise XrayTrackError(f"cannot load {model_ref}: {exc.message.splitlines()[0]}") from None
+    try:
+        return model.unwrap_python_model()
+    except MlflowException:  # a model of another flavour, say the run's Keras network (`model`)
+        raise XrayTrackError(
+            f"{model_ref} is not an xraytrack classifier: give a run id, a registered "
+            f"models:/NAME@ALIAS or a run's runs:/RUN_ID/{CLASSIFIER}") from None
 
 
 def predict_batches(classifier, files: list[Path], batch_size: int,
@@ -71,7 +85,7 @@ def predict_batches(classifier, files: list[Path], batch_size: int,
         bar.update(i)
 
 
-def predict_to_csv(model_uri: str, paths: list[str], out: str | Path,
+def predict_to_csv(model_ref: str, paths: list[str], out: str | Path,
                    batch_size: int = 32) -> tuple[int, list[tuple[str, str]]]:
     """Write predictions to ``out`` as they are made, so an interruption or a failure keeps
     every row already predicted. Returns (rows written, skipped files with reasons)."""
@@ -79,7 +93,7 @@ def predict_to_csv(model_uri: str, paths: list[str], out: str | Path,
     if folder.exists() and not folder.is_dir():
         raise XrayTrackError(f"cannot write {printable(out)}: {printable(folder)} is a file")
     folder.mkdir(parents=True, exist_ok=True)  # before the slow model load
-    classifier = load_classifier(model_uri)
+    classifier = load_classifier(model_ref)
     files, skipped = find_images(paths)
     written = 0
     with open(out, "w", newline="", encoding="utf-8") as fh:
