@@ -39,6 +39,7 @@ def test_predict_takes_a_run_id_as_explain_and_evaluate_do(trained, tmp_path):
         out = tmp_path / f"{len(frames)}.csv"
         result = CliRunner().invoke(main, ["predict", ref, image, "--out", str(out)])
         assert result.exit_code == 0, result.output
+        assert f"Wrote 1 prediction to {out}" in result.output
         frames.append(pd.read_csv(out))
     pd.testing.assert_frame_equal(frames[0], frames[1])  # the run's served classifier
     keras_net = CliRunner().invoke(main, ["predict", f"runs:/{run_id}/{KERAS_MODEL}", image,

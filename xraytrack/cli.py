@@ -37,6 +37,10 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def parse_hp(items: tuple[str, ...]) -> dict:
     """``--hp dense_units=256`` pairs, also comma-separated (``-P hp=label_smoothing=0.1,
     weight_decay=1e-4`` in MLproject, where blank means none); values parsed as YAML so numbers
@@ -375,7 +379,7 @@ def predict(model_ref, paths, out, batch_size):
     from xraytrack.serving.predict import predict_to_csv
 
     written, skipped = predict_to_csv(model_ref, list(paths), out, batch_size)
-    click.echo(f"Wrote {written} predictions to {out}")
+    click.echo(f"Wrote {plural(written, 'prediction')} to {out}")
     for path, reason in skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)
 
@@ -510,4 +514,4 @@ def explain(model_ref, images, out):
     from xraytrack.explain.overlays import explain_images
 
     written = explain_images(model_ref, list(images), out)
-    click.echo(f"Wrote {len(written)} overlays to {out}")
+    click.echo(f"Wrote {plural(len(written), 'overlay')} to {out}")
