@@ -12,6 +12,7 @@ from helpers import quick_config
 from xraytrack.cli import main
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation import repeats
+from xraytrack.tracking.loading import load_trained
 from xraytrack.training import repeats as repeats_mod
 from xraytrack.training.repeats import run_repeats
 
@@ -43,6 +44,13 @@ def test_each_seed_is_a_child_on_the_same_split_and_the_parent_reports_the_sprea
     page = mlflow.artifacts.load_text(f"runs:/{parent_id}/repeats.md")
     assert "split is fixed" in page and "| test_macro_f1 |" in page and "seed 2" in page
     assert "cfg.seed" not in parent.data.params and parent.data.params["repeats.seeds"] == "1,2"
+    by_seed = {c.data.tags["xraytrack.seed"]: c.info.run_id for c in children}
+    with pytest.raises(XrayTrackError) as no_model:  # the id a user has at hand is the parent's
+        load_trained(parent_id)
+    assert str(no_model.value) == (
+        f"run {parent_id} logged no 'model' model: it is the parent of a -P seeds run; give one "
+        f"of its children: seed 1 {by_seed['1']}, seed 2 {by_seed['2']}")
+    assert load_trained(by_seed["1"]).run_id == by_seed["1"]
 
 
 def test_a_rerun_reuses_finished_seeds(dataset, monkeypatch):

@@ -50,6 +50,10 @@ def test_evaluate_an_external_site_end_to_end(trained, tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.tags["xraytrack.source_run"] == trained["run_id"]
     assert run.data.tags["xraytrack.site"] == "site_b"
+    again = CliRunner().invoke(main, ["evaluate", run.info.run_id, str(csv)])  # the wrong id
+    assert again.exit_code == 1 and again.output.strip() == (
+        f"Error: run {run.info.run_id} logged no 'model' model: it evaluated run "
+        f"{trained['run_id']}; give that one")
     p, m = run.data.params, run.data.metrics
     assert p["eval.n_images"] == "17" and p["eval.n_skipped"] == "1"  # broken.png skipped
     assert p["eval.bootstrap_unit"] == "patient"

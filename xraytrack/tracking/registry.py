@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation.metrics import HEADLINE
@@ -55,11 +56,33 @@ def find_logged_model(run: Run, name: str):
     return models[0] if models else None
 
 
+PARENTS = {"repeats": "a -P seeds run", "comparison": "a comparison"}  # by xraytrack.role
+
+
 def logged_model(run: Run, name: str):
     found = find_logged_model(run, name)
     if found is None:
-        raise XrayTrackError(f"run {run.info.run_id} logged no '{name}' model")
+        raise XrayTrackError(f"run {run.info.run_id} logged no '{name}' model{_instead(run)}")
     return found
+
+
+def _instead(run: Run) -> str:
+    """Which run to give instead: the id a user has at hand after `-P seeds` or `compare` is
+    the parent's, which logs no model of its own; an evaluation's is not the model's either."""
+    tags = run.data.tags
+    role = tags.get("xraytrack.role")
+    if role == "evaluation":
+        return f": it evaluated run {tags.get('xraytrack.source_run')}; give that one"
+    if role not in PARENTS:
+        return ""
+    try:
+        children = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/child_runs.json")
+    except MlflowException:  # the parent stopped before it listed them (interrupted)
+        return f": it is the parent of {PARENTS[role]}; give one of its child runs"
+    prefix = "seed " if role == "repeats" else ""  # its labels are the bare seeds
+    listed = ", ".join(f"{prefix}{label} {child}" for label, child in list(children.items())[:4])
+    more = f" ({len(children)} in its child_runs.json)" if len(children) > 4 else ""
+    return f": it is the parent of {PARENTS[role]}; give one of its children: {listed}{more}"
 
 
 def logged_model_uri(run: Run, name: str) -> str:
