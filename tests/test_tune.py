@@ -160,6 +160,31 @@ def test_balancing_reaches_every_trial_and_the_default_baseline(tmp_path, monkey
         assert counts[0] == counts[1] == 28, counts  # oversampled to 28 + 28, trial included
 
 
+@pytest.mark.slow
+def test_the_tune_command_takes_the_training_inputs_and_schedule_a_train_run_does(dataset):
+    """`tune --preprocess border_crop=0.9` searches models that crop, as `train` trains one."""
+    from click.testing import CliRunner
+
+    from xraytrack.cli import main
+    from xraytrack.tracking.loading import load_trained
+
+    result = CliRunner().invoke(main, [
+        "tune", "--config", str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir",
+        str(dataset), "--img-size", "32", "--epochs", "1", "--tuner", "random", "--max-trials", "1",
+        "--preprocess", "border_crop=0.5", "--balance", "class_weight", "--augment", "false",
+        "--audit", "false", "--monitor", "val_macro_f1", "--patience", "0",
+        "--lr-schedule", "cosine", "--warmup-epochs", "0", "--experiment", "tune"])
+    assert result.exit_code == 0, result.output
+    (parent,) = mlflow.search_runs(experiment_names=["tune"], output_format="list",
+                                   filter_string="tags.`xraytrack.role` = 'search'")
+    p = parent.data.params
+    assert (p["cfg.preprocess"], p["cfg.balance"], p["cfg.monitor"], p["cfg.lr_schedule"]) == (
+        "border_crop=0.5", "class_weight", "val_macro_f1", "cosine")
+    assert "audit_lungs_removed_macro_f1" not in parent.data.metrics
+    model = load_trained(parent.info.run_id).model
+    assert "border_crop" in {layer.name for layer in model.layers}  # the model crops
+
+
 @pytest.mark.parametrize("settings, message", [
     (SearchSettings(tuner="grid"), "unknown tuner 'grid'"),
     (SearchSettings(objective="val_f2"), "unknown objective 'val_f2'"),

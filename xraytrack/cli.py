@@ -177,8 +177,25 @@ def data_options(fn):
     return with_options(fn, options)
 
 
-def recipe_options(fn):
-    """How a run fits, beyond epochs and learning rate: issue 13's fine-tuning recipe settings."""
+def input_options(fn):
+    """What a model is trained on beyond the data: balancing, augmentation, preprocessing (part
+    of the model), and whether its run audits itself; shared by train and tune."""
+    options = [
+        click.option("--balance", type=STR, help="Class balancing of the training split: none, "
+                     "class_weight, oversample, undersample or balanced_batches."),
+        click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false)."),
+        click.option("--preprocess", type=STR, help="Strategies against source shortcuts, joined "
+                     "by '+': border_crop[=0.8] or lung_crop, equalize, photometric[=0.5], "
+                     "outside_lung_dropout[=0.5] (default none)."),
+        click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default "
+                     "true)."),
+    ]
+    return with_options(fn, options)
+
+
+def schedule_options(fn):
+    """When a fit stops and how its learning rate moves: part of issue 13's recipe, shared by
+    every command that fits (a tune trial included)."""
     options = [
         click.option("--monitor", type=STR, help="What early stopping and the best-epoch "
                      "checkpoint watch: val_loss, val_macro_f1, val_auc or val_accuracy."),
@@ -188,6 +205,14 @@ def recipe_options(fn):
                      "linear warm-up) or plateau (x0.2 after 2 epochs without improvement)."),
         click.option("--warmup-epochs", type=INT, help="Linear warm-up epochs of --lr-schedule "
                      "cosine."),
+    ]
+    return with_options(fn, options)
+
+
+def recipe_options(fn):
+    """How a run fits, beyond epochs and learning rate: issue 13's fine-tuning recipe settings."""
+    options = [
+        schedule_options,
         click.option("--head-epochs", type=INT, help="Of --epochs, the first ones train the new "
                      "head alone on a frozen pretrained base, at 10x the learning rate (0: off)."),
         click.option("--hp", "hp_items", multiple=True, help="Any hyper-parameter, e.g. "
@@ -216,13 +241,7 @@ def main(verbose: bool):
 @click.option("--learning-rate", type=FLOAT)
 @click.option("--weights", type=STR, help="MobileNetV2 weights: an .h5 path, 'imagenet' or 'none'.")
 @click.option("--trainable-layers", type=INT, help="MobileNetV2 base layers left trainable.")
-@click.option("--balance", type=STR, help="Class balancing of the training split: none, "
-              "class_weight, oversample, undersample or balanced_batches.")
-@click.option("--augment", type=BOOL, help="Augmentation layers on or off (true/false).")
-@click.option("--preprocess", type=STR, help="Strategies against source shortcuts, joined by '+': "
-              "border_crop[=0.8] or lung_crop, equalize, photometric[=0.5], outside_lung_dropout[=0.5] "
-              "(default none).")
-@click.option("--audit", type=BOOL, help="Shortcut audit and Grad-CAM overlays (default true).")
+@input_options
 @recipe_options
 @click.option("--distribute", type=STR, help="auto (every GPU when there are two or more), none, "
               "or data_parallel (every local device); --batch-size stays the global batch.")
@@ -452,6 +471,8 @@ def compare(config_path, vary, strategies, select_metric, n_bootstrap, external_
 @click.option("--epochs", type=INT, help="Epochs per trial (Hyperband: the most any trial gets).")
 @click.option("--batch-size", type=INT)
 @click.option("--weights", type=STR)
+@input_options
+@schedule_options
 @click.option("--experiment", type=STR)
 @friendly_errors
 def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrides):
