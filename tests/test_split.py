@@ -68,3 +68,19 @@ def test_near_duplicates_share_a_group_and_distinct_images_do_not():
     hashes = np.stack([perceptual_hash(x) for x in (a, b, a_copy)])
     groups = group_near_duplicates(hashes)
     assert groups[0] == groups[2] != groups[1]
+
+
+def test_a_class_smaller_than_the_folds_is_noted_once_in_our_words(tmp_path, caplog):
+    import warnings
+
+    root = make_dataset(tmp_path / "d", n_per_class=30, extras=False)
+    for f in sorted((root / "Normal" / "images").iterdir())[12:]:
+        f.unlink()  # 12 Normal images for 20 folds, as an external site's small class
+    index = index_dataset(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's own warning would fail here
+        split = make_split(index, np.arange(len(index.paths)), seed=0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "class 'Normal' has 12 images, fewer than the split's 20 folds: its val and test counts "
+        "are rounded more coarsely"]
+    assert sum(split.counts()[s]["Normal"] for s in ("train", "val", "test")) == 12

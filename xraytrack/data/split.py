@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -17,6 +19,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from xraytrack.data.index import DatasetIndex
 from xraytrack.errors import XrayTrackError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 ARTIFACT = "split.csv"  # the manifest's name among a run's artifacts
@@ -88,14 +92,27 @@ def make_split(
             f"only {n_groups} distinct images, too few for a {k}-fold "
             f"{1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} split"
         )
+    _note_small_classes(index, k)
     folds = np.empty(len(groups), dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(groups)), index.labels, groups)):
-        folds[held] = fold
+    with warnings.catch_warnings():  # said once, in our words, by _note_small_classes
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        folds_of = splitter.split(np.zeros(len(groups)), index.labels, groups)
+        for fold, (_, held) in enumerate(folds_of):
+            folds[held] = fold
     assignment = np.where(folds < n_test, "test", np.where(folds < n_test + n_val, "val", "train"))
     split = Split(index=index, assignment=assignment.astype(object), groups=groups)
     _check_every_class_trains(split)
     return split
+
+
+def _note_small_classes(index: DatasetIndex, k: int) -> None:
+    """A class with fewer images than folds cannot be dealt evenly (an external site's 18
+    images, say): the split still works, its val and test counts just round more coarsely."""
+    for cls, n in zip(index.classes, np.bincount(index.labels, minlength=len(index.classes))):
+        if n < k:
+            log.warning("class %r has %d images, fewer than the split's %d folds: its val and "
+                        "test counts are rounded more coarsely", cls, n, k)
 
 
 def _check_every_class_trains(split: Split) -> None:
