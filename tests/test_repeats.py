@@ -48,8 +48,8 @@ def test_each_seed_is_a_child_on_the_same_split_and_the_parent_reports_the_sprea
     with pytest.raises(XrayTrackError) as no_model:  # the id a user has at hand is the parent's
         load_trained(parent_id)
     assert str(no_model.value) == (
-        f"run {parent_id} logged no 'model' model: it is the parent of a -P seeds run; give one "
-        f"of its children: seed 1 {by_seed['1']}, seed 2 {by_seed['2']}")
+        f"run {parent_id} logged no 'model' model: it is the parent of a repeat over seeds; give "
+        f"one of its children: seed 1 {by_seed['1']}, seed 2 {by_seed['2']}")
     assert load_trained(by_seed["1"]).run_id == by_seed["1"]
 
 

@@ -56,7 +56,7 @@ def find_logged_model(run: Run, name: str):
     return models[0] if models else None
 
 
-PARENTS = {"repeats": "a -P seeds run", "comparison": "a comparison"}  # by xraytrack.role
+PARENTS = {"repeats": "a repeat over seeds", "comparison": "a comparison"}  # by xraytrack.role
 
 
 def logged_model(run: Run, name: str):
