@@ -103,6 +103,33 @@ def test_runs_cleanup_marks_runs_whose_process_is_gone(killed):
     assert "no RUNNING run" in again.output
 
 
+def test_a_second_signal_while_the_runs_are_being_marked_killed_is_dropped(monkeypatch):
+    """Ctrl-C under `mlflow run`: the terminal's SIGINT reaches the entry point, and `mlflow run`
+    sends it SIGTERM a moment later. That second signal, arriving while the runs are being marked
+    KILLED, used to cut the marking short: a tune's parent was left FAILED, its trial RUNNING."""
+    from xraytrack.tracking import runs
+
+    real_end = runs._end
+
+    def end_as_the_second_signal_arrives(status):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_end(status)
+
+    monkeypatch.setattr(runs, "_end", end_as_the_second_signal_arrives)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with runs.tracked_run("signals", "search") as parent:
+            with runs.tracked_run("", "trial", parent_run_id=parent.info.run_id):
+                os.kill(os.getpid(), signal.SIGTERM)  # the first signal
+                time.sleep(30)  # interrupted at once
+    ended = mlflow.search_runs(experiment_names=["signals"], output_format="list")
+    assert {r.info.run_name: r.info.status for r in ended} == {"search": "KILLED", "trial": "KILLED"}
+    assert signal.getsignal(signal.SIGTERM) == before  # and signals count again afterwards
+    with pytest.raises(KeyboardInterrupt), runs.tracked_run("signals", "next"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+
 def test_two_runs_of_the_same_command_at_once(dataset, tmp_path):
     mlflow.set_experiment("faults")  # create the SQLite store once, not in two processes
     cmd = train_cmd(write_config(tmp_path), dataset)

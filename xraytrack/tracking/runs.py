@@ -23,8 +23,35 @@ HOST, PID, PID_STARTED = "xraytrack.host", "xraytrack.pid", "xraytrack.pid_start
 ENDED_BY = "xraytrack.ended_by"
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Interrupt:
+    """SIGTERM, and Ctrl-C, raise one KeyboardInterrupt; the signals after it are dropped until
+    the outermost run has ended. `mlflow run` answers the terminal's Ctrl-C by sending the entry
+    point SIGTERM a moment later: raised again, inside the handler that marks the runs KILLED,
+    that second signal left a tune's parent run FAILED."""
+
+    raised = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        if not cls.raised:
+            cls.raised = True
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    @classmethod
+    def install(cls) -> dict:
+        """Returns the handlers to put back. SIGINT is taken only where it would interrupt anyway
+        (a job started in the background ignores it, and must go on ignoring it)."""
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, cls.handler)}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, cls.handler)
+        return previous
+
+    @classmethod
+    def restore(cls, previous: dict) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if previous[signal.SIGTERM] != cls.handler:  # the outermost run: signals count again
+            cls.raised = False
 
 
 @contextmanager
@@ -41,7 +68,7 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     if not child and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main_thread else None
+    previous = _Interrupt.install() if main_thread else None
     run = mlflow.start_run(run_name=run_name, nested=nested, parent_run_id=parent_run_id,
                            log_system_metrics=not child)
     try:
@@ -59,7 +86,7 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
         mlflow.end_run("FINISHED")
     finally:
         if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            _Interrupt.restore(previous)
 
 
 def _end(status: str) -> None:
