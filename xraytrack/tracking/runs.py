@@ -68,9 +68,9 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     if not child and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = _Interrupt.install() if main_thread else None
     run = mlflow.start_run(run_name=run_name, nested=nested, parent_run_id=parent_run_id,
                            log_system_metrics=not child)
+    previous = _Interrupt.install() if main_thread else None  # put back however the run ends
     try:
         mlflow.set_tags(process_tags())
         yield run
