@@ -91,9 +91,12 @@ def test_hyperband_runs_its_brackets_within_max_trials(dataset):
 @pytest.mark.slow
 def test_rerunning_the_same_search_continues_it(dataset):
     cfg = quick_config(dataset, epochs=1, experiment="tune")
-    run_search(cfg, SearchSettings(tuner="random", max_trials=2))
+    first = run_search(cfg, SearchSettings(tuner="random", max_trials=2))
     second = run_search(cfg, SearchSettings(tuner="random", max_trials=2))
     assert _children(second) == []  # both trials were already done: nothing re-run
+    assert _children(second, "default") == []  # nor the default: its score is reused
+    scores = [mlflow.get_run(r).data.metrics["default_val_macro_f1"] for r in (first, second)]
+    assert scores[0] == scores[1]
     frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{second}/trials.csv")))
     assert len(frame) == 2
 

@@ -166,16 +166,25 @@ def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, pare
 
 
 def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedData,
-                   parent_run_id: str) -> float:
-    """The architecture's default configuration, trained on the same budget as a trial."""
+                   parent_run_id: str, key: str) -> float:
+    """The architecture's default configuration, trained on the same budget as a trial; once
+    per search: a re-run of the same command reuses it, as it reuses the finished trials."""
+    metric = f"best_{settings.objective}"
+    done = mlflow.search_runs(
+        [mlflow.get_run(parent_run_id).info.experiment_id], output_format="list", max_results=1,
+        filter_string=f"tags.`xraytrack.default_of` = '{key}' AND attributes.status = 'FINISHED'")
+    if done and metric in done[0].data.metrics:
+        print(f"Default: reusing finished run {done[0].info.run_id}")
+        return done[0].data.metrics[metric]
     hp = hyperparameters(cfg.hyperparameters)
     model = seeded_model(cfg, hp)
     with runs.tracked_run("", run_name="default", parent_run_id=parent_run_id):
-        mlflow.set_tags({"xraytrack.role": "default"})
+        # not xraytrack.search_key: that tag finds the parent run, for the workers
+        mlflow.set_tags({"xraytrack.role": "default", "xraytrack.default_of": key})
         mlflow.log_params({f"hp.{k}": v for k, v in hp.values.items()})
         history = model.fit(**fitting.fit_arguments(cfg, data))
         best = best_of(history.history[settings.objective], settings.objective)
-        mlflow.log_metric(f"best_{settings.objective}", best)
+        mlflow.log_metric(metric, best)
     return float(best)
 
 
@@ -215,7 +224,7 @@ def _chief(cfg, settings, index: DatasetIndex, key: str, directory: str, parent)
     mlflow.log_text(buf.getvalue(), "trials.csv")
     best_hp = architecture_values(tuner.get_best_hyperparameters(1)[0])
     best_score = float(tuner.oracle.get_best_trials(1)[0].score)
-    default = _default_score(cfg, settings, data, parent_id)
+    default = _default_score(cfg, settings, data, parent_id, key)
     mlflow.log_dict(best_hp, "best_hyperparameters.json")
     mlflow.log_metrics({f"search_best_{settings.objective}": best_score,
                         f"default_{settings.objective}": default})
