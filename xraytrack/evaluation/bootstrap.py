@@ -24,9 +24,24 @@ def resamples(n: int, n_boot: int, seed: int, groups=None) -> list[np.ndarray]:
     return [np.concatenate([members[g] for g in row]) for row in picks]
 
 
-def intervals(score_fn, boots: list[np.ndarray]) -> pd.DataFrame:
-    """Columns ``lo`` and ``hi``, one row per metric that ``score_fn(index)`` returns."""
+def intervals(score_fn, boots: list[np.ndarray], progress: bool = False) -> pd.DataFrame:
+    """Columns ``lo`` and ``hi``, one row per metric that ``score_fn(index)`` returns.
+    ``progress`` shows a bar: a thousand resamples of a site's thousands of images take a
+    minute here."""
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(boots), unit_name="resample")
+        score_fn = _counted(score_fn, bar)
     return percentiles(pd.DataFrame([score_fn(b) for b in boots]))
+
+
+def _counted(score_fn, bar):
+    def scored(index):
+        out = score_fn(index)
+        bar.add(1)
+        return out
+    return scored
 
 
 def percentiles(samples: pd.DataFrame) -> pd.DataFrame:

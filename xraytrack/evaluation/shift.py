@@ -19,10 +19,13 @@ from sklearn.preprocessing import StandardScaler
 OUTPUT_LAYER = "probabilities"  # every xraytrack model ends in this Dense softmax
 
 
-def penultimate_features(model: keras.Model, images: np.ndarray, batch_size: int = 32):
-    """The input of the final softmax layer, for (N, S, S) uint8 images."""
+def penultimate_features(model: keras.Model, *image_sets: np.ndarray,
+                         batch_size: int = 32) -> list[np.ndarray]:
+    """The input of the final softmax layer for each set of (N, S, S) uint8 images. One feature
+    model serves every set: one built per set made TensorFlow warn that it kept retracing."""
     features = keras.Model(model.inputs, model.get_layer(OUTPUT_LAYER).input)
-    return features.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)
+    return [features.predict(images[..., None].astype("float32"), batch_size=batch_size,
+                             verbose=0) for images in image_sets]
 
 
 def shift_auc(internal: np.ndarray, site: np.ndarray, seed: int = 0) -> float:

@@ -60,11 +60,13 @@ def all_scores(y, probs, classes, thresholds) -> dict[str, float]:
             | operating_points.at_thresholds(y, probs, classes, thresholds))
 
 
-def with_intervals(y, probs, classes, thresholds, n_boot: int, groups=None) -> pd.DataFrame:
+def with_intervals(y, probs, classes, thresholds, n_boot: int, groups=None,
+                   progress: bool = False) -> pd.DataFrame:
     """Columns value, lo, hi; one row per metric."""
     point = pd.Series(all_scores(y, probs, classes, thresholds), name="value")
     boots = bootstrap.resamples(len(y), n_boot, seed=0, groups=groups)
-    ci = bootstrap.intervals(lambda b: all_scores(y[b], probs[b], classes, thresholds), boots)
+    ci = bootstrap.intervals(lambda b: all_scores(y[b], probs[b], classes, thresholds), boots,
+                             progress)
     return pd.concat([point, ci], axis=1).loc[point.index]
 
 
@@ -131,8 +133,8 @@ def _shift(trained: TrainedModel, site: SiteImages, data_dir: str | None) -> flo
     except XrayTrackError as exc:
         log.warning("shift not measured: %s", exc)
         return None
-    return shift.shift_auc(shift.penultimate_features(trained.model, internal_images),
-                           shift.penultimate_features(trained.model, site.images))
+    return shift.shift_auc(*shift.penultimate_features(trained.model, internal_images,
+                                                       site.images))
 
 
 def site_name(files: LabelledFiles, site: str | None) -> str:
@@ -152,11 +154,14 @@ def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None
     files = read_labelled(source, label_map)
     name = site_name(files, site)
     images = read_site(files, trained.classes, trained.img_size)
-    raw = trained.model.predict(images.images[..., None].astype("float32"), verbose=0)
+    n = len(images.y)
+    print(f"Scoring {name}: {n} image{'' if n == 1 else 's'}, then {n_boot} bootstrap resamples")
+    raw = trained.model.predict(images.images[..., None].astype("float32"))  # with a bar
     probs = trained.calibration.apply(raw)
     thresholds = trained.calibration.thresholds
     groups = images.frame["patient_id"].to_numpy() if files.has_patients else None
-    here = with_intervals(images.y, probs, trained.classes, thresholds, n_boot, groups)
+    here = with_intervals(images.y, probs, trained.classes, thresholds, n_boot, groups,
+                          progress=True)
     internal = _internal(trained, n_boot)
     drift = _shift(trained, images, data_dir)
     with runs.tracked_run(experiment, f"evaluate-{name}", nested=nested) as run:
