@@ -1,6 +1,7 @@
 """`xraytrack evaluate` on a synthetic external site: labels, patients, DICOM, the logged run."""
 
 import io
+import signal
 
 import mlflow
 import numpy as np
@@ -12,6 +13,7 @@ from dicoms import write_xray
 from PIL import Image
 
 from xraytrack.cli import main
+from xraytrack.evaluation import site
 from xraytrack.evaluation.calibration import apply_temperature
 from xraytrack.serving.classifier import request_frame
 from xraytrack.tracking.loading import load_trained
@@ -75,6 +77,39 @@ def test_evaluate_an_external_site_end_to_end(trained, tmp_path):
     linked = {x.key for x in mlflow.get_logged_model(classifier.model_id).metrics
               if x.run_id == run.info.run_id}
     assert "auc_covid" in linked
+
+
+def interrupt_reading(monkeypatch):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(site, "read_site", ctrl_c)
+
+
+def test_an_evaluation_interrupted_before_its_run_says_nothing_was_logged(trained, tmp_path,
+                                                                          monkeypatch):
+    csv = make_site(tmp_path / "site_b", np.random.default_rng(5))
+    interrupt_reading(monkeypatch)
+    result = CliRunner().invoke(main, ["evaluate", trained["run_id"], str(csv),
+                                       "--experiment", "interrupted"])
+    assert result.exit_code == 130
+    assert result.output.strip().endswith(
+        "Interrupted before its MLflow run started; nothing was logged.")
+    assert mlflow.get_experiment_by_name("interrupted") is None
+
+
+def test_an_evaluation_interrupted_before_mlflow_runs_run_is_opened_ends_it_killed(
+        trained, tmp_path, monkeypatch):
+    """Under `mlflow run` the run exists first; left alone, `mlflow run` would mark it FAILED."""
+    csv = make_site(tmp_path / "site_b", np.random.default_rng(5))
+    waiting = mlflow.MlflowClient().create_run(mlflow.set_experiment("external").experiment_id)
+    monkeypatch.setenv("MLFLOW_RUN_ID", waiting.info.run_id)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's SIGTERM handler
+    interrupt_reading(monkeypatch)
+    result = CliRunner().invoke(main, ["evaluate", trained["run_id"], str(csv)])
+    assert result.exit_code == 130
+    assert "its MLflow run is marked KILLED, before any result was logged" in result.output
+    assert mlflow.get_run(waiting.info.run_id).info.status == "KILLED"
 
 
 def test_a_label_map_that_is_not_pairs_is_a_one_line_error(trained, tmp_path):

@@ -94,6 +94,19 @@ INTERRUPTED = {  # what Ctrl-C leaves behind, and how to go on; other commands j
     "predict": "the CSV holds every row predicted so far.",
     "explain": "the overlays written so far are kept.",
 }
+RUN_COMMANDS = {"train", "compare", "tune", "evaluate"}  # the commands whose results are runs
+
+
+def _what_is_left(command: str) -> str:
+    """The end of the Ctrl-C line: what the command leaves, and how to go on."""
+    from xraytrack.tracking import runs
+
+    left = INTERRUPTED.get(command)
+    if command in RUN_COMMANDS and not runs.killed_here:
+        if not runs.end_unopened_run():
+            return " before its MLflow run started; nothing was logged."
+        left = "its MLflow run is marked KILLED, before any result was logged to it."
+    return f"; {left}" if left else "."
 
 
 def friendly_errors(fn):
@@ -106,8 +119,9 @@ def friendly_errors(fn):
         from mlflow.exceptions import MlflowException
         from requests.exceptions import RequestException
 
-        from xraytrack.tracking import store
+        from xraytrack.tracking import runs, store
 
+        runs.killed_here.clear()  # a command's own runs (tests run many in one process)
         try:
             if fn.__name__ not in LOCAL_COMMANDS:
                 store.limit_retries()
@@ -133,8 +147,7 @@ def friendly_errors(fn):
 
             raise click.ClickException(f"{exc.strerror}: {printable(exc.filename)}") from None
         except KeyboardInterrupt:
-            left = INTERRUPTED.get(fn.__name__)
-            click.echo("\nInterrupted" + (f"; {left}" if left else "."), err=True)
+            click.echo(f"\nInterrupted{_what_is_left(fn.__name__)}", err=True)
             sys.exit(130)
 
     return wrapper

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 HOST, PID, PID_STARTED = "xraytrack.host", "xraytrack.pid", "xraytrack.pid_started"
 ENDED_BY = "xraytrack.ended_by"
 
+killed_here: list[str] = []  # the runs this process ended KILLED: what its Ctrl-C message says
+
 
 class _Interrupt:
     """SIGTERM, and Ctrl-C, raise one KeyboardInterrupt; the signals after it are dropped until
@@ -76,6 +78,7 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
         yield run
     except KeyboardInterrupt:
         _end("KILLED")
+        killed_here.append(run.info.run_id)
         if adopted:
             killed_status.keep_killed(run.info.run_id)
         raise
@@ -87,6 +90,25 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
     finally:
         if main_thread:
             _Interrupt.restore(previous)
+
+
+def end_unopened_run() -> bool:
+    """Under ``mlflow run`` the run exists before this process opens it. Interrupted before
+    that (reading the data, loading a model), it is ended KILLED here, as an opened one would
+    be; ``mlflow run`` would mark it FAILED. True when there was such a run."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id or run_id in killed_here:
+        return False
+    # `mlflow run` follows the terminal's Ctrl-C with a SIGTERM: it must not cut this short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        mlflow.MlflowClient().set_terminated(run_id, "KILLED")
+    except Exception as exc:  # the store is gone: the next run of the command marks it
+        log.warning("could not mark the run KILLED in the tracking store: %s", reason(exc))
+        return False
+    killed_here.append(run_id)
+    killed_status.keep_killed(run_id)
+    return True
 
 
 def _end(status: str) -> None:
