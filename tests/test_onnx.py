@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from dicoms import write_xray
+from mlflow.entities import LoggedModelStatus
 from servers import free_port, mlflow_server, server_processes, venv_env
 
 from xraytrack.cli import main
@@ -83,8 +84,16 @@ print(json.dumps({"heavy": sorted(m for m in ("tensorflow", "keras", "jax", "tor
 """
 
 
-def test_export_logs_an_onnx_classifier_that_loads_without_tensorflow(trained):
-    result = CliRunner().invoke(main, ["export", trained["run_id"]])
+def test_export_logs_an_onnx_classifier_that_loads_without_tensorflow(trained, monkeypatch):
+    with monkeypatch.context() as patched:  # Ctrl-C while the model's files are being uploaded
+        patched.setattr(mlflow.MlflowClient, "log_model_artifacts", ctrl_c)
+        cut = CliRunner().invoke(main, ["export", trained["run_id"]])
+    assert cut.exit_code == 130
+    (pending,) = mlflow.search_logged_models(  # MLflow leaves it PENDING, without its files
+        experiment_ids=[mlflow.get_run(trained["run_id"]).info.experiment_id], output_format="list",
+        filter_string=f"source_run_id = '{trained['run_id']}' AND name = '{ONNX_CLASSIFIER}'")
+    assert pending.status == LoggedModelStatus.PENDING
+    result = CliRunner().invoke(main, ["export", trained["run_id"]])  # not "already has" it
     assert result.exit_code == 0, result.output
     assert "largest difference from Keras" in result.output
     run = mlflow.get_run(trained["run_id"])
@@ -96,6 +105,7 @@ def test_export_logs_an_onnx_classifier_that_loads_without_tensorflow(trained):
     images = sorted((trained["data"] / "COVID" / "images").glob("*.png"))[:3]
     encoded = [encode_image(f.read_bytes()) for f in images]
     uri = logged_model_uri(run, ONNX_CLASSIFIER)
+    assert pending.model_id not in uri
     done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TF, uri, json.dumps(encoded)],
                           capture_output=True, text=True, env=venv_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -104,6 +114,10 @@ def test_export_logs_an_onnx_classifier_that_loads_without_tensorflow(trained):
     keras_probs = mlflow.pyfunc.load_model(logged_model_uri(run, CLASSIFIER)).predict(
         request_frame([f.read_bytes() for f in images])).drop(columns="label").to_numpy()
     np.testing.assert_allclose(answer["probs"], keras_probs, atol=TOLERANCE)
+
+
+def ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
 
 
 def test_export_of_an_unknown_run_is_one_line(trained):

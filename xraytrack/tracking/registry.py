@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import LoggedModelStatus, Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
@@ -47,13 +47,16 @@ def best_run(experiment: str, metric: str, mode: str = "auto") -> Run:
 
 
 def find_logged_model(run: Run, name: str):
-    """The model a run logged under ``name`` ('model', 'classifier', 'classifier_onnx'), or None."""
+    """The model a run logged under ``name`` ('model', 'classifier', 'classifier_onnx'), or None.
+    Only a READY one counts: logging cut short by Ctrl-C or a kill leaves a PENDING model without
+    its files, which `export` took for a finished one."""
     models = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{name}'",
         output_format="list",
-    )
-    return models[0] if models else None
+    )  # by status in Python: `status = 'READY'` matches nothing in MLflow 3.17's SQL store
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return ready[0] if ready else None
 
 
 PARENTS = {"repeats": "a repeat over seeds", "comparison": "a comparison"}  # by xraytrack.role
