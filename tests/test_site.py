@@ -110,6 +110,8 @@ def test_an_evaluation_interrupted_before_mlflow_runs_run_is_opened_ends_it_kill
     assert result.exit_code == 130
     assert "its MLflow run is marked KILLED, before any result was logged" in result.output
     assert mlflow.get_run(waiting.info.run_id).info.status == "KILLED"
+    again = CliRunner().invoke(main, ["evaluate", trained["run_id"], str(csv)])  # never reopened
+    assert "its MLflow run had already ended KILLED" in again.output
 
 
 def test_a_label_map_that_is_not_pairs_is_a_one_line_error(trained, tmp_path):

@@ -103,9 +103,15 @@ def _what_is_left(command: str) -> str:
 
     left = INTERRUPTED.get(command)
     if command in RUN_COMMANDS and not runs.killed_here:
-        if not runs.end_unopened_run():
+        status = runs.end_unopened_run()  # under `mlflow run`, the run it was started in
+        if status is None:
             return " before its MLflow run started; nothing was logged."
-        left = "its MLflow run is marked KILLED, before any result was logged to it."
+        if runs.killed_here:
+            left = "its MLflow run is marked KILLED, before any result was logged to it."
+        elif status == "RUNNING":
+            left = "its MLflow run is left RUNNING: the tracking store did not answer."
+        else:
+            left = f"its MLflow run had already ended {status}."
     return f"; {left}" if left else "."
 
 

@@ -92,23 +92,28 @@ def tracked_run(experiment: str, run_name: str | None = None, nested: bool = Fal
             _Interrupt.restore(previous)
 
 
-def end_unopened_run() -> bool:
+def end_unopened_run() -> str | None:
     """Under ``mlflow run`` the run exists before this process opens it. Interrupted before
     that (reading the data, loading a model), it is ended KILLED here, as an opened one would
-    be; ``mlflow run`` would mark it FAILED. True when there was such a run."""
+    be; ``mlflow run`` would mark it FAILED (it is then in ``killed_here``). Returns the run's
+    status now (RUNNING when the store did not answer), None when there is no such run."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    if not run_id or run_id in killed_here:
-        return False
+    if not run_id:
+        return None
     # `mlflow run` follows the terminal's Ctrl-C with a SIGTERM: it must not cut this short
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    client = mlflow.MlflowClient()
     try:
-        mlflow.MlflowClient().set_terminated(run_id, "KILLED")
+        status = client.get_run(run_id).info.status
+        if status != "RUNNING":  # it ended before the Ctrl-C
+            return status
+        client.set_terminated(run_id, "KILLED")
     except Exception as exc:  # the store is gone: the next run of the command marks it
         log.warning("could not mark the run KILLED in the tracking store: %s", reason(exc))
-        return False
+        return "RUNNING"
     killed_here.append(run_id)
     killed_status.keep_killed(run_id)
-    return True
+    return "KILLED"
 
 
 def _end(status: str) -> None:
