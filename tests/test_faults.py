@@ -93,14 +93,24 @@ def test_sigkill_then_resume_leaves_no_run_running(killed, dataset, tmp_path):
     assert sorted(steps) == list(range(40))  # whole curves: copied epochs plus resumed ones
 
 
-def test_runs_cleanup_marks_runs_whose_process_is_gone(killed):
+def no_model_message(run_id: str, tmp_path: Path) -> str:
+    out = CliRunner().invoke(main, ["predict", run_id, str(tmp_path), "--out",
+                                    str(tmp_path / "p.csv")])
+    assert out.exit_code == 1
+    return out.output
+
+
+def test_runs_cleanup_marks_runs_whose_process_is_gone(killed, tmp_path):
     _, victim = killed
+    assert "it is RUNNING (or its process died" in no_model_message(victim.info.run_id, tmp_path)
     result = CliRunner().invoke(main, ["runs", "cleanup", "--experiment", "faults"])
     assert result.exit_code == 0, result.output
     assert f"marked KILLED: run {victim.info.run_id}" in result.output
     assert mlflow.get_run(victim.info.run_id).info.status == "KILLED"
     again = CliRunner().invoke(main, ["runs", "cleanup", "--experiment", "faults"])
     assert "no RUNNING run" in again.output
+    assert "it ended KILLED before logging it; re-run its command" in no_model_message(
+        victim.info.run_id, tmp_path)
 
 
 def test_a_second_signal_while_the_runs_are_being_marked_killed_is_dropped(monkeypatch):

@@ -71,13 +71,19 @@ def logged_model(run: Run, name: str):
 
 def _instead(run: Run) -> str:
     """Which run to give instead: the id a user has at hand after `-P seeds` or `compare` is
-    the parent's, which logs no model of its own; an evaluation's is not the model's either."""
+    the parent's, which logs no model of its own; an evaluation's is not the model's either; an
+    interrupted training's model was never logged."""
     tags = run.data.tags
     role = tags.get("xraytrack.role")
     if role == "evaluation":
         return f": it evaluated run {tags.get('xraytrack.source_run')}; give that one"
     if role not in PARENTS:
-        return ""
+        status = run.info.status
+        if status == "RUNNING":
+            return (": it is RUNNING (or its process died without ending it: `xraytrack runs "
+                    "cleanup`); give a FINISHED run")
+        return "" if status == "FINISHED" else (
+            f": it ended {status} before logging it; re-run its command to resume and finish it")
     try:
         children = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/child_runs.json")
     except MlflowException:  # the parent stopped before it listed them (interrupted)
