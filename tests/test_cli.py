@@ -39,6 +39,11 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
          "warmup_epochs (5) must be fewer than epochs (5)"),
         (["--monitor", "val_f1"], "unknown monitor 'val_f1'; choose one of val_loss, val_accuracy"),
         (["--cache-dir", "/dev/null/cache"], "Not a directory: /dev/null/cache"),
+        # these trained nothing and logged it FINISHED, or ended in a traceback
+        (["--epochs", "0"], "epochs must be at least 1; got 0"),
+        (["--batch-size", "0"], "batch_size must be at least 1; got 0"),
+        (["--img-size", "16"], "img_size must be at least 32; got 16"),
+        (["--patience", "-1"], "patience must be at least 0; got -1"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):
@@ -68,6 +73,12 @@ def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
     assert run.data.params["hp.weight_decay"] == "0.0001"
     assert run.data.params["optimizer_weight_decay"] == "0.0001"  # AdamW's own setting
     assert run.data.params["hp.label_smoothing"] == "0.1"
+
+
+def test_evaluate_refuses_zero_bootstrap_resamples(dataset):
+    """0 was taken as 'not given' and 1000 resamples were drawn."""
+    result = CliRunner().invoke(main, ["evaluate", "0" * 32, str(dataset), "--n-bootstrap", "0"])
+    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -31,6 +31,7 @@ class Blankable(click.ParamType):
 
 
 INT, FLOAT, STR, BOOL = (Blankable(t) for t in (click.INT, click.FLOAT, click.STRING, click.BOOL))
+RESAMPLES = Blankable(click.IntRange(min=1))  # a blank is the default; 0 was taken as blank too
 
 
 def split_list(value: str | None) -> tuple[str, ...] | None:
@@ -433,7 +434,7 @@ def predict(model_ref, paths, out, batch_size):
               "none,class_weight,oversample,undersample,balanced_batches).")
 @click.option("--select-metric", type=STR, default="macro_f1", show_default=True,
               help="Picks the best strategy, e.g. macro_f1, recall_covid, covid_sens_at_95_spec.")
-@click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
+@click.option("--n-bootstrap", type=RESAMPLES, default=1000, show_default=True)
 @click.option("--external-dir", type=STR, help="A labelled set from another site (as `evaluate` "
               "reads it): each strategy's model is evaluated there too, its scores beside the "
               "internal ones.")
@@ -512,7 +513,7 @@ def tune(config_path, tuner, max_trials, objective, data_dir, classes, **overrid
               "folder's name).")
 @click.option("--label-map", type=STR, help="Rename labels first: 'NORMAL=Normal,PNEUMONIA=Viral "
               "Pneumonia'.")
-@click.option("--n-bootstrap", type=INT, default=1000, show_default=True)
+@click.option("--n-bootstrap", type=RESAMPLES, default=1000, show_default=True)
 @click.option("--internal-data-dir", type=STR, help="Where the model's own training data is now, "
               "to measure the shift (default: as logged).")
 @click.option("--experiment", type=STR, default="xraytrack", show_default=True,

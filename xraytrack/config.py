@@ -23,6 +23,25 @@ ADDED_LATER = {"cfg.preprocess": "none", "cfg.lr_schedule": "constant", "cfg.war
                "cfg.head_epochs": "0"}
 
 
+# The smallest value each count may take: 32 px is the least input every architecture accepts
+# (MobileNetV2's own floor); a 0 or negative batch, epoch count or patience used to train nothing
+# and log it as FINISHED, or end in a traceback.
+AT_LEAST = {"img_size": 32, "batch_size": 1, "epochs": 1, "limit_per_class": 0, "patience": 0,
+            "dedup_distance": 0}  # warm-up and head epochs: their own checks, which know more
+
+
+def check_ranges(cfg: "TrainConfig") -> None:
+    for name, least in AT_LEAST.items():
+        if getattr(cfg, name) < least:
+            raise XrayTrackError(f"{name} must be at least {least}; got {getattr(cfg, name)}")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(cfg, name) < 1:
+            raise XrayTrackError(f"{name} must be between 0 and 1; got {getattr(cfg, name)}")
+    if cfg.val_fraction + cfg.test_fraction >= 1:
+        raise XrayTrackError("val_fraction + test_fraction must leave images to train on; got "
+                             f"{cfg.val_fraction} + {cfg.test_fraction}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     architecture: str
@@ -61,6 +80,7 @@ class TrainConfig:
         from xraytrack.training import two_phase
         from xraytrack.training.schedules import check
 
+        check_ranges(self)
         object.__setattr__(self, "preprocess", canonical(self.preprocess))
         monitor_mode(self.monitor)
         check(self.lr_schedule, self.warmup_epochs, self.epochs)
