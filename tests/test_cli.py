@@ -75,10 +75,16 @@ def test_train_through_the_cli_with_blank_mlproject_defaults(dataset):
     assert run.data.params["hp.label_smoothing"] == "0.1"
 
 
-def test_evaluate_refuses_zero_bootstrap_resamples(dataset):
-    """0 was taken as 'not given' and 1000 resamples were drawn."""
-    result = CliRunner().invoke(main, ["evaluate", "0" * 32, str(dataset), "--n-bootstrap", "0"])
-    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+@pytest.mark.parametrize("args, message", [
+    # 0 was taken as 'not given' and 1000 resamples were drawn
+    (["evaluate", "0" * 32, "DATA", "--n-bootstrap", "0"], "'--n-bootstrap': 0 is not in the range"),
+    # 0 put every image in one batch
+    (["predict", "0" * 32, "DATA", "--batch-size", "0"], "'--batch-size': 0 is not in the range"),
+    (["data", "summary", "DATA", "--img-size", "8"], "'--img-size': 8 is not in the range x>=32"),
+])
+def test_counts_out_of_range_are_refused_by_every_command(dataset, args, message):
+    result = CliRunner().invoke(main, [str(dataset) if a == "DATA" else a for a in args])
+    assert result.exit_code == 2 and message in result.output
 
 
 @pytest.mark.parametrize("args, message", [

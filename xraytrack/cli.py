@@ -293,7 +293,7 @@ def data():
 @data.command("summary")
 @click.argument("data_dir", type=click.Path())
 @click.option("--classes", type=STR)
-@click.option("--img-size", type=int, default=150, show_default=True)
+@click.option("--img-size", type=click.IntRange(min=32), default=150, show_default=True)
 @click.option("--split-seed", "--seed", "seed", type=int, default=42, show_default=True,
               help="Seed of the split it would get.")
 @click.option("--cache-dir", type=STR)
@@ -408,7 +408,7 @@ def export(model_ref, fmt):
 @click.argument("model_ref")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="predictions.csv", show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @friendly_errors
 def predict(model_ref, paths, out, batch_size):
     """Classify image files and folders (recursively) with a run id or models:/ URI, e.g.
@@ -535,7 +535,7 @@ def evaluate(model_ref, source, site, label_map, n_bootstrap, internal_data_dir,
 @main.command()
 @click.argument("model_ref")
 @click.option("--data-dir", type=STR, help="Where the run's images are now (default: as logged).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @friendly_errors
 def audit(model_ref, data_dir, batch_size):
     """Shortcut audit of a trained model (a run id or models:/ URI) on its test split."""
