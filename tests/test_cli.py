@@ -44,6 +44,9 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--batch-size", "0"], "batch_size must be at least 1; got 0"),
         (["--img-size", "16"], "img_size must be at least 32; got 16"),
         (["--patience", "-1"], "patience must be at least 0; got -1"),
+        (["--learning-rate", "-1"], "learning_rate must be above 0; got -1"),
+        (["--hp", "dense_units=0"], "cannot build simple_cnn with dense_units=0: Received an "
+                                    "invalid value for `units`"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):

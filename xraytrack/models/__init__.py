@@ -48,7 +48,14 @@ def build_model(architecture: str, spec: ModelSpec, hp: kt.HyperParameters | Non
         )
     hp = hp or hyperparameters()
     preset = set(architecture_values(hp))
-    model = ARCHITECTURES[architecture](hp, spec)
+    try:
+        model = ARCHITECTURES[architecture](hp, spec)
+    except ValueError as exc:  # a layer refusing a value given with --hp (dense_units=0)
+        if not preset:
+            raise
+        given = ", ".join(f"{k}={hp.values[k]}" for k in sorted(preset))
+        raise XrayTrackError(f"cannot build {architecture} with {given}: "
+                             f"{str(exc).splitlines()[0]}") from None
     unknown = preset - {h.name for h in hp.space}
     if unknown:
         known = ", ".join(sorted(h.name for h in hp.space))

@@ -47,6 +47,17 @@ def optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Opt
     return keras.optimizers.Adam(learning_rate)
 
 
+def check_training_values(learning_rate: float, smoothing: float, decay: float) -> None:
+    """Keras takes a negative learning rate or decay as given: the run trained and was logged
+    FINISHED with a model no better than chance."""
+    if not learning_rate > 0:
+        raise XrayTrackError(f"learning_rate must be above 0; got {learning_rate}")
+    if not 0 <= smoothing < 1:
+        raise XrayTrackError(f"label_smoothing must be from 0 up to (not including) 1; got {smoothing}")
+    if decay < 0:
+        raise XrayTrackError(f"weight_decay must be at least 0; got {decay}")
+
+
 def compile_classifier(model: keras.Model, hp, learning_rate: float, num_classes: int) -> keras.Model:
     """Categorical cross-entropy as in the seed, with metrics that survive class imbalance.
 
@@ -55,6 +66,7 @@ def compile_classifier(model: keras.Model, hp, learning_rate: float, num_classes
     by ``compare -P vary=hp.label_smoothing``; a search leaves them where the run put them."""
     smoothing = hp.Fixed("label_smoothing", 0.0)
     decay = hp.Fixed("weight_decay", 0.0)
+    check_training_values(learning_rate, smoothing, decay)
     model.compile(
         optimizer=optimizer(learning_rate, decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
