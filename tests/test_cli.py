@@ -95,6 +95,9 @@ def test_counts_out_of_range_are_refused_by_every_command(dataset, args, message
     (["--vary", "preprocess", "--strategies", "none,sharpen"], "unknown preprocessing 'sharpen'"),
     (["--vary", "classes", "--strategies", "a,b"], "cannot vary 'classes'"),
     (["--strategies", "none,smote"], "unknown balancing strategy 'smote'"),
+    # these trained the first arms and failed at the bad one, the parent run FAILED
+    (["--vary", "hp.label_smoothing", "--strategies", "0,1.5"], "label_smoothing must be from 0"),
+    (["--vary", "hp.dense_unit", "--strategies", "64,128"], "has no hyper-parameter 'dense_unit'"),
 ])
 def test_compare_refuses_a_bad_arm_in_one_line_before_any_run(dataset, args, message):
     base = ["compare", "--config", str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir",

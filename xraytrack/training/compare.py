@@ -38,10 +38,11 @@ from xraytrack.evaluation.site import (
     site_name,
 )
 from xraytrack.evaluation.test_split import log_figure
+from xraytrack.models import hyperparameters
 from xraytrack.tracking import runs
 from xraytrack.training import arms, distribute
 from xraytrack.training.repeats import check_seeds, finished_seed, repeats_key
-from xraytrack.training.train import resolve, run_training
+from xraytrack.training.train import resolve, run_training, seeded_model
 
 
 def compare_key(cfg: TrainConfig, seeded: bool = False, vary: str = "balance") -> str:
@@ -115,7 +116,9 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
     vary = arms.check_vary(vary)
     strategies = arms.labels(vary, strategies)
     for value in strategies:  # a bad value fails now, not after hours of training the others
-        arms.arm_config(cfg, vary, value)
+        arm = arms.arm_config(cfg, vary, value)
+        if vary.startswith("hp."):  # a misspelt name, or a value a layer refuses, shows in building
+            seeded_model(arm, hyperparameters(arm.hyperparameters))
     seeds = check_seeds(seeds) if seeds else None
     known = metrics.score_names(cfg.classes)
     if select_metric not in known:
