@@ -170,12 +170,11 @@ def _default_score(cfg: TrainConfig, settings: SearchSettings, data: PreparedDat
     """The architecture's default configuration, trained on the same budget as a trial; once
     per search: a re-run of the same command reuses it, as it reuses the finished trials."""
     metric = f"best_{settings.objective}"
-    done = mlflow.search_runs(
-        [mlflow.get_run(parent_run_id).info.experiment_id], output_format="list", max_results=1,
-        filter_string=f"tags.`xraytrack.default_of` = '{key}' AND attributes.status = 'FINISHED'")
-    if done and metric in done[0].data.metrics:
-        print(f"Default: reusing finished run {done[0].info.run_id}")
-        return done[0].data.metrics[metric]
+    done = runs.latest_finished(mlflow.get_run(parent_run_id).info.experiment_id,
+                                {"xraytrack.default_of": key})
+    if done and metric in done.data.metrics:
+        print(f"Default: reusing finished run {done.info.run_id}")
+        return done.data.metrics[metric]
     hp = hyperparameters(cfg.hyperparameters)
     model = seeded_model(cfg, hp)
     with runs.tracked_run("", run_name="default", parent_run_id=parent_run_id):
