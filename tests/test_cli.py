@@ -47,10 +47,13 @@ def test_data_summary_counts_duplicates_and_skipped_files(dataset):
         (["--learning-rate", "-1"], "learning_rate must be above 0; got -1"),
         (["--hp", "dense_units=0"], "cannot build simple_cnn with dense_units=0: Received an "
                                     "invalid value for `units`"),
+        # ignored: the run trained from random weights and logged the weights it never loaded
+        (["--weights", "imagenet"], "weights=imagenet needs a pretrained base (mobilenet); "
+                                    "simple_cnn starts from random weights"),
     ],
 )
 def test_input_problems_are_one_line_errors_and_start_no_run(dataset, args, message):
-    config = "mobilenet.yaml" if "--weights" in args else "simple_cnn.yaml"
+    config = "mobilenet.yaml" if args[:2] == ["--weights", "/no/weights.h5"] else "simple_cnn.yaml"
     base = ["train", "--config", str(REPO / "experiments" / config), "--data-dir", str(dataset)]
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code == 1
@@ -98,6 +101,10 @@ def test_counts_out_of_range_are_refused_by_every_command(dataset, args, message
     # these trained the first arms and failed at the bad one, the parent run FAILED
     (["--vary", "hp.label_smoothing", "--strategies", "0,1.5"], "label_smoothing must be from 0"),
     (["--vary", "hp.dense_unit", "--strategies", "64,128"], "has no hyper-parameter 'dense_unit'"),
+    # -1 and 1 give one metric name, so this said "given twice" instead of the range
+    (["--vary", "patience", "--strategies", "1,-1"], "patience must be at least 0; got -1"),
+    # both arms trained from random weights and were logged as a comparison of weights
+    (["--vary", "weights", "--strategies", "none,imagenet"], "weights=imagenet needs a pretrained"),
 ])
 def test_compare_refuses_a_bad_arm_in_one_line_before_any_run(dataset, args, message):
     base = ["compare", "--config", str(REPO / "experiments" / "simple_cnn.yaml"), "--data-dir",

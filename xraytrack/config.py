@@ -30,16 +30,31 @@ AT_LEAST = {"img_size": 32, "batch_size": 1, "epochs": 1, "limit_per_class": 0, 
             "dedup_distance": 0}  # warm-up and head epochs: their own checks, which know more
 
 
+def check_at_least(name: str, value) -> None:
+    """One line for a count below its floor (``AT_LEAST``); other settings pass."""
+    if name in AT_LEAST and value < AT_LEAST[name]:
+        raise XrayTrackError(f"{name} must be at least {AT_LEAST[name]}; got {value}")
+
+
 def check_ranges(cfg: "TrainConfig") -> None:
-    for name, least in AT_LEAST.items():
-        if getattr(cfg, name) < least:
-            raise XrayTrackError(f"{name} must be at least {least}; got {getattr(cfg, name)}")
+    for name in AT_LEAST:
+        check_at_least(name, getattr(cfg, name))
     for name in ("val_fraction", "test_fraction"):
         if not 0 < getattr(cfg, name) < 1:
             raise XrayTrackError(f"{name} must be between 0 and 1; got {getattr(cfg, name)}")
     if cfg.val_fraction + cfg.test_fraction >= 1:
         raise XrayTrackError("val_fraction + test_fraction must leave images to train on; got "
                              f"{cfg.val_fraction} + {cfg.test_fraction}")
+
+
+def _check_weights(weights: str | None, architecture: str) -> None:
+    """Starting weights belong to a pretrained base: given to a CNN that trains from random
+    weights they were silently ignored, and a comparison of them trained identical arms."""
+    from xraytrack.models import PRETRAINED
+
+    if weights not in (None, "", "none") and architecture not in PRETRAINED:
+        raise XrayTrackError(f"weights={weights} needs a pretrained base "
+                             f"({', '.join(PRETRAINED)}); {architecture} starts from random weights")
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class TrainConfig:
         from xraytrack.training.schedules import check
 
         check_ranges(self)
+        _check_weights(self.weights, self.architecture)
         object.__setattr__(self, "preprocess", canonical(self.preprocess))
         monitor_mode(self.monitor)
         check(self.lr_schedule, self.warmup_epochs, self.epochs)

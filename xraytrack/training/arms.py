@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from xraytrack.config import TrainConfig
+from xraytrack.config import TrainConfig, check_at_least
 from xraytrack.errors import XrayTrackError
 from xraytrack.evaluation.metrics import metric_name
 from xraytrack.models import preprocessing
@@ -74,7 +74,9 @@ def _convert(vary: str, value: str):
                 raise ValueError
             return value.lower() == "true"
         if isinstance(default, int):
-            return int(value)
+            number = int(value)
+            check_at_least(vary, number)  # before the metric-name check: -1 would clash with 1
+            return number
         if default is None and vary.startswith("hp."):
             return _number(value)
         return None if vary == "weights" and value.lower() == "none" else value
