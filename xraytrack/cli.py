@@ -102,6 +102,13 @@ def _what_is_left(command: str) -> str:
     """The end of the Ctrl-C line: what the command leaves, and how to go on."""
     from xraytrack.tracking import runs
 
+    advice = ""
+    if command == "tune":
+        from xraytrack.training import search_roles  # loaded already, by tune itself
+
+        advice = search_roles.how_to_go_on()
+        if search_roles.role() == "worker" and not runs.killed_here:
+            return f" between trials; every trial this worker finished is logged.{advice}"
     left = INTERRUPTED.get(command)
     if command in RUN_COMMANDS and not runs.killed_here:
         status = runs.end_unopened_run()  # under `mlflow run`, the run it was started in
@@ -113,7 +120,7 @@ def _what_is_left(command: str) -> str:
             left = "its MLflow run is left RUNNING: the tracking store did not answer."
         else:
             left = f"its MLflow run had already ended {status}."
-    return f"; {left}" if left else "."
+    return f"; {left}{advice}" if left else "."
 
 
 def friendly_errors(fn):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import time
 
 import keras
 import keras_tuner as kt
@@ -28,7 +26,7 @@ from xraytrack.errors import XrayTrackError
 from xraytrack.models import ModelSpec, architecture_values, build_model, hyperparameters
 from xraytrack.models.spec import EPOCH_METRICS
 from xraytrack.tracking import runs
-from xraytrack.training import distribute, fitting
+from xraytrack.training import distribute, fitting, search_roles
 from xraytrack.training.train import load_data, model_spec, resolve, seeded_model, train_and_log
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
@@ -60,11 +58,6 @@ def best_of(values, objective: str) -> float:
     return max(values) if OBJECTIVES[objective] == "max" else min(values)
 
 
-def role() -> str:
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
-    return "single" if tuner_id is None else "chief" if tuner_id == "chief" else "worker"
-
-
 class ArchitectureHyperModel(kt.HyperModel):
     """The architecture's own builder: the same code path as ``train``."""
 
@@ -81,10 +74,12 @@ class TrackedTrials:
 
     parent_run_id: str
     objective_name: str
+    search_key: str | None = None  # a worker's: it looks up the chief's parent run for each trial
 
     def run_trial(self, trial, *args, **kwargs):
-        with runs.tracked_run("", run_name=f"trial-{trial.trial_id}",
-                                  parent_run_id=self.parent_run_id):
+        parent = (search_roles.running_parent(self.search_key).info.run_id if self.search_key
+                  else self.parent_run_id)
+        with runs.tracked_run("", run_name=f"trial-{trial.trial_id}", parent_run_id=parent):
             mlflow.set_tags({"xraytrack.trial_id": trial.trial_id, "xraytrack.role": "trial",
                              "xraytrack.tuner_id": self.tuner_id})
             mlflow.log_params({f"hp.{k}": v for k, v in architecture_values(trial.hyperparameters).items()})
@@ -96,7 +91,7 @@ class TrackedTrials:
 
 
 def make_tuner(settings: SearchSettings, hypermodel, directory: str, seed: int, epochs: int,
-               parent_run_id: str):
+               parent_run_id: str, key: str | None = None):
     base = TUNERS[settings.tuner]
     tracked = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
     objective = kt.Objective(settings.objective, OBJECTIVES[settings.objective])
@@ -108,6 +103,8 @@ def make_tuner(settings: SearchSettings, hypermodel, directory: str, seed: int, 
     else:
         tuner = tracked(hypermodel, max_trials=settings.max_trials, **common)
     tuner.parent_run_id, tuner.objective_name = parent_run_id, settings.objective
+    tuner.search_key = key if search_roles.role() == "worker" else None
+    search_roles.restore_display(tuner.oracle)
     return tuner
 
 
@@ -141,25 +138,10 @@ def objective_figure(frame: pd.DataFrame, objective: str, default_score: float |
     return fig
 
 
-def _wait_for_parent(key: str, timeout: float = 600) -> mlflow.entities.Run:
-    """Workers file trials under the chief's parent run; the chief may still be starting."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = mlflow.search_runs(
-            search_all_experiments=True,
-            filter_string=f"tags.`xraytrack.search_key` = '{key}' AND attributes.status = 'RUNNING'",
-            output_format="list", max_results=1)
-        if runs:
-            return runs[0]
-        if time.monotonic() > deadline:
-            raise XrayTrackError(f"no running search with key {key}: start the chief first")
-        time.sleep(2)
-
-
 def _search(cfg: TrainConfig, settings: SearchSettings, data: PreparedData, parent_run_id: str,
-            directory: str):
+            directory: str, key: str | None = None):
     hypermodel = ArchitectureHyperModel(cfg.architecture, model_spec(cfg))
-    tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id)
+    tuner = make_tuner(settings, hypermodel, directory, cfg.seed, cfg.epochs, parent_run_id, key)
     keras.utils.set_random_seed(cfg.seed)  # the oracle's seed draws the settings; this, the weights
     tuner.search(**fitting.fit_arguments(cfg, data))  # trials fit as train does
     return tuner
@@ -197,20 +179,30 @@ def run_search(cfg: TrainConfig, settings: SearchSettings) -> str | None:
     build_model(cfg.architecture, model_spec(cfg), hyperparameters())  # bad settings fail here
     key = search_key(cfg, settings)
     directory = str(fitting.checkpoint_dir(cfg).parent.parent / "tuning" / key)
-    if role() == "worker":
-        parent = _wait_for_parent(key)
-        mlflow.set_experiment(experiment_id=parent.info.experiment_id)
-        _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory)
+    if search_roles.role() == "worker":
+        _work(cfg, settings, index, key, directory)
         return None
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"tune-{cfg.architecture}") as parent:
         return _chief(cfg, settings, index, key, directory, parent)
+
+
+def _work(cfg, settings, index: DatasetIndex, key: str, directory: str) -> None:
+    """A worker's part: trials from the chief's oracle until it has none left."""
+    import grpc  # keras-tuner's own transport, needed only here
+
+    parent = search_roles.running_parent(key)
+    mlflow.set_experiment(experiment_id=parent.info.experiment_id)
+    try:
+        _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory, key)
+    except grpc.RpcError as exc:
+        raise search_roles.lost_chief(exc) from None
 
 
 def _chief(cfg, settings, index: DatasetIndex, key: str, directory: str, parent) -> str:
     parent_id = parent.info.run_id
     mlflow.set_tags({"xraytrack.search_key": key, "xraytrack.role": "search"})
     mlflow.log_params({f"tune.{k}": v for k, v in dataclasses.asdict(settings).items()}
-                      | {"tune.directory": directory, "tune.role": role()})
+                      | {"tune.directory": directory, "tune.role": search_roles.role()})
     data = load_data(cfg, index)
     tuner = _search(cfg, settings, data, parent_id, directory)
     space = [{"name": h.name, **h.get_config()} for h in tuner.oracle.get_space().space]
