@@ -2,6 +2,8 @@
 interrupted or cut off from its chief. (A whole chief and two workers run in
 tests/test_tracking_server.py, against the shared server.)"""
 
+import socket
+import time
 from pathlib import Path
 
 import grpc
@@ -104,3 +106,28 @@ def test_ctrl_c_tells_each_role_how_to_go_on(monkeypatch, tuner_id, says):
     monkeypatch.setenv("KERASTUNER_TUNER_ID", tuner_id)
     assert _what_is_left("tune") == says
     assert search_roles.role() == ("worker" if tuner_id != "chief" else "chief")
+
+
+def test_a_worker_says_when_its_chief_stops_answering_and_when_it_is_back(monkeypatch, capsys):
+    """keras-tuner waits for a lost chief silently, up to an hour: it looked like a hang."""
+    with socket.socket() as probe:  # a free port, with nothing listening on it yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    with search_roles.watching_the_chief(every=0.05, patience=3):
+        lost = _wait_for(capsys, "does not answer")
+        time.sleep(0.5)  # ten more checks, the chief still away
+        with socket.create_server(("127.0.0.1", port)):  # the chief is back
+            back = _wait_for(capsys, "answers again")
+    said = lost + back + capsys.readouterr().out
+    assert said.count("does not answer") == 1 and said.count("answers again") == 1  # once each
+
+
+def _wait_for(capsys, text: str, seconds: float = 10) -> str:
+    seen, deadline = "", time.monotonic() + seconds
+    while text not in seen:
+        assert time.monotonic() < deadline, f"no {text!r} in {seen!r}"
+        time.sleep(0.05)
+        seen += capsys.readouterr().out
+    return seen

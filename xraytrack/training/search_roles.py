@@ -10,7 +10,10 @@ that loses the chief says so in one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import time
 from datetime import datetime
 
@@ -64,6 +67,44 @@ def restore_display(oracle) -> None:
     for number, trial_id in enumerate(sorted(oracle.trials), start=1):
         display.trial_start.setdefault(trial_id, now)
         display.trial_number.setdefault(trial_id, number)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def watching_the_chief(every: float = 10.0, patience: int = 3):
+    """A worker's note when its chief stops answering, and when it answers again: keras-tuner
+    waits for the chief silently, up to an hour, which looks like a hang. ``patience`` checks
+    in a row first, so the chief's own end of the search does not count."""
+    host, port = os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"])
+    stop = threading.Event()
+
+    def watch():
+        missed = 0
+        while not stop.wait(every):
+            if _answers(host, port):
+                if missed >= patience:
+                    print(f"\nThe search's chief at {host}:{port} answers again.", flush=True)
+                missed = 0
+                continue
+            missed += 1
+            if missed == patience:
+                print(f"\nThe search's chief at {host}:{port} does not answer; this worker waits "
+                      "for it (keras-tuner gives it an hour). If it stopped, run its command "
+                      "again.", flush=True)
+
+    thread = threading.Thread(target=watch, name="chief-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def lost_chief(exc) -> XrayTrackError:

@@ -193,7 +193,8 @@ def _work(cfg, settings, index: DatasetIndex, key: str, directory: str) -> None:
     parent = search_roles.running_parent(key)
     mlflow.set_experiment(experiment_id=parent.info.experiment_id)
     try:
-        _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory, key)
+        with search_roles.watching_the_chief():
+            _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory, key)
     except grpc.RpcError as exc:
         raise search_roles.lost_chief(exc) from None
 
