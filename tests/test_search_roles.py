@@ -66,6 +66,39 @@ def test_a_worker_files_each_trial_under_the_chiefs_current_parent_run(monkeypat
     assert child.data.tags["mlflow.parentRunId"] == new.info.run_id
 
 
+def test_under_mlflow_run_a_workers_own_run_is_its_record_not_its_first_trial(monkeypatch):
+    """`mlflow run` makes a run before the worker starts (MLFLOW_RUN_ID); MLflow took it as the
+    first trial's run, outside the search, so trials.csv and the UI lost that trial."""
+    class Base:
+        def run_trial(self, trial, *args, **kwargs):
+            return []
+
+    class Worker(tune.TrackedTrials, Base):
+        tuner_id, objective_name = "tuner0", "val_macro_f1"
+
+    experiment = mlflow.set_experiment("search").experiment_id
+    client = mlflow.MlflowClient()
+    chief = client.create_run(experiment, run_name="tune-simple_cnn")
+    own = client.create_run(experiment, run_name="tune")  # what `mlflow run` made
+    monkeypatch.setenv("MLFLOW_RUN_ID", own.info.run_id)
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    worker = Worker()
+    worker.parent_run_id = chief.info.run_id
+    with search_roles.worker_record(chief.info.run_id):
+        worker.run_trial(kt.engine.trial.Trial(kt.HyperParameters(), trial_id="0"))
+    (trial,) = mlflow.search_runs([experiment], output_format="list",
+                                  filter_string="tags.`xraytrack.role` = 'trial'")
+    assert trial.info.run_id != own.info.run_id
+    assert trial.data.tags["mlflow.parentRunId"] == chief.info.run_id
+    record = client.get_run(own.info.run_id)
+    assert record.info.run_name == "worker-tuner0"
+    assert record.data.tags["mlflow.parentRunId"] == chief.info.run_id
+    assert record.data.tags["xraytrack.role"] == "worker"
+    assert record.info.status == "RUNNING"  # `mlflow run` ends it; Ctrl-C finds it again:
+    assert _what_is_left("tune").startswith(" between trials")
+    assert client.get_run(own.info.run_id).info.status == "KILLED"
+
+
 class _Unavailable(grpc.RpcError):
     def code(self):
         return grpc.StatusCode.UNAVAILABLE

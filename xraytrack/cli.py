@@ -107,8 +107,11 @@ def _what_is_left(command: str) -> str:
         from xraytrack.training import search_roles  # loaded already, by tune itself
 
         advice = search_roles.how_to_go_on()
-        if search_roles.role() == "worker" and not runs.killed_here:
-            return f" between trials; every trial this worker finished is logged.{advice}"
+        if search_roles.role() == "worker":
+            in_a_trial = bool(runs.killed_here)
+            runs.end_unopened_run()  # the worker's record under `mlflow run`, KILLED as well
+            if not in_a_trial:
+                return f" between trials; every trial this worker finished is logged.{advice}"
     left = INTERRUPTED.get(command)
     if command in RUN_COMMANDS and not runs.killed_here:
         status = runs.end_unopened_run()  # under `mlflow run`, the run it was started in

@@ -55,6 +55,28 @@ def running_parent(key: str, timeout: float = 600) -> mlflow.entities.Run:
         time.sleep(2)
 
 
+@contextlib.contextmanager
+def worker_record(parent_run_id: str):
+    """Under ``mlflow run`` a worker gets a run of its own (MLFLOW_RUN_ID) before it starts, and
+    MLflow took it as the first trial's run, outside the search. It becomes this worker's record
+    instead: a child of the search's parent run with role ``worker``, which ``mlflow run`` ends
+    (a Ctrl-C ends it KILLED, as any run of an interrupted command)."""
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if run_id is None:
+        yield
+        return
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    client = mlflow.MlflowClient()
+    client.update_run(run_id, name=f"worker-{tuner_id}")
+    for key, value in {"mlflow.parentRunId": parent_run_id, "xraytrack.role": "worker",
+                       "xraytrack.tuner_id": tuner_id}.items():
+        client.set_tag(run_id, key, value)
+    try:
+        yield
+    finally:
+        os.environ["MLFLOW_RUN_ID"] = run_id
+
+
 def restore_display(oracle) -> None:
     """keras-tuner saves the oracle before its display notes a new trial's start, so a chief
     reloaded after a restart did not know when the trials then running began. A worker's report

@@ -193,7 +193,7 @@ def _work(cfg, settings, index: DatasetIndex, key: str, directory: str) -> None:
     parent = search_roles.running_parent(key)
     mlflow.set_experiment(experiment_id=parent.info.experiment_id)
     try:
-        with search_roles.watching_the_chief():
+        with search_roles.worker_record(parent.info.run_id), search_roles.watching_the_chief():
             _search(cfg, settings, load_data(cfg, index), parent.info.run_id, directory, key)
     except grpc.RpcError as exc:
         raise search_roles.lost_chief(exc) from None
