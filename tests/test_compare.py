@@ -110,6 +110,14 @@ def test_bad_settings_are_errors_before_anything_runs(dataset):
         run_comparison(cfg, ["none"], select_metric="recall_lung_opacity")
     with pytest.raises(XrayTrackError, match="two or more different seeds"):
         run_comparison(cfg, ["none"], seeds=["1", "1"])
+    from conftest import make_dataset
+
+    from xraytrack.training.compare import ExternalSet
+
+    elsewhere = make_dataset(dataset.parent / "hospital", n_per_class=2, classes=("covid",),
+                             extras=False)
+    with pytest.raises(XrayTrackError, match=r"none of this set's labels \(covid\)"):
+        run_comparison(cfg, ["none"], external=ExternalSet(str(elsewhere)))
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 

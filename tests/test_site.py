@@ -114,6 +114,19 @@ def test_an_evaluation_interrupted_before_mlflow_runs_run_is_opened_ends_it_kill
     assert "its MLflow run had already ended KILLED" in again.output
 
 
+def test_a_set_whose_labels_the_model_does_not_know_is_refused_before_any_run(trained, tmp_path):
+    """Spelt otherwise (no --label-map), every image was a negative of every class: a logged
+    evaluation with no metric."""
+    csv = make_site(tmp_path / "site_b", np.random.default_rng(5))
+    pd.DataFrame({"path": ["img1.png"], "label": ["covid"]}).to_csv(csv, index=False)
+    before = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    result = CliRunner().invoke(main, ["evaluate", trained["run_id"], str(csv)])
+    assert result.exit_code == 1 and result.output.strip() == (
+        "Error: none of this set's labels (covid) is a class of the model (COVID, Normal, "
+        "Viral Pneumonia); rename them with --label-map, e.g. 'covid=COVID'")
+    assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == before
+
+
 def test_a_label_map_that_is_not_pairs_is_a_one_line_error(trained, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", trained["run_id"], str(tmp_path),
                                        "--label-map", "NORMAL"])

@@ -39,6 +39,16 @@ class LabelledFiles:
     def digest(self) -> str:
         return hashlib.sha256(self.frame.to_csv(index=False).encode()).hexdigest()
 
+    def check_labels(self, classes) -> None:
+        """A set none of whose labels is a class of the model was scored as negatives only: a
+        logged evaluation without a single metric, when the labels were only spelt otherwise."""
+        labels = sorted(set(self.frame["label"]))
+        if not set(labels) & set(classes):
+            raise XrayTrackError(
+                f"none of this set's labels ({', '.join(labels)}) is a class of the model "
+                f"({', '.join(classes)}); rename them with --label-map, e.g. "
+                f"'{labels[0]}={classes[0]}'")
+
 
 def parse_label_map(text: str | None) -> dict[str, str]:
     """'NORMAL=Normal,PNEUMONIA=Viral Pneumonia' -> {'NORMAL': 'Normal', ...}."""

@@ -152,6 +152,7 @@ def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None
     makes the run a child of the active one (a comparison's strategies)."""
     trained = load_trained(ref)
     files = read_labelled(source, label_map)
+    files.check_labels(trained.classes)
     name = site_name(files, site)
     images = read_site(files, trained.classes, trained.img_size)
     n = len(images.y)

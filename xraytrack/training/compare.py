@@ -78,9 +78,10 @@ class ExternalSet:
     label_map: dict[str, str] | None = None
     digest: str | None = None  # of its listing: an evaluation is reused only for the same set
 
-    def checked(self) -> ExternalSet:
-        """Read the listing now: a wrong path fails before hours of training, not after."""
+    def checked(self, classes) -> ExternalSet:
+        """Read the listing now: a wrong path or labels fail before hours of training, not after."""
         files = read_labelled(self.source, self.label_map)
+        files.check_labels(classes)
         return dataclasses.replace(self, site=site_name(files, self.site), digest=files.digest())
 
 
@@ -126,7 +127,7 @@ def run_comparison(cfg: TrainConfig, strategies, select_metric: str = "macro_f1"
     if external and external_metric not in known:
         raise XrayTrackError(f"unknown external metric {external_metric!r}; choose one of "
                              f"{', '.join(sorted(known))}")
-    external = external.checked() if external else None
+    external = external.checked(cfg.classes) if external else None
     key = compare_key(cfg, seeded=bool(seeds), vary=vary)
     with runs.tracked_run(cfg.experiment, cfg.run_name or f"compare-{cfg.architecture}") as parent:
         mlflow.log_params(cfg.params() | {"compare.vary": vary,
