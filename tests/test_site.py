@@ -48,6 +48,9 @@ def test_evaluate_an_external_site_end_to_end(trained, tmp_path):
         "--site", "site_b", "--n-bootstrap", "50", "--experiment", "external"])
     assert result.exit_code == 0, result.output
     assert "COVID-vs-rest AUC" in result.output
+    assert ("Not in this set, so no per-class metric: Viral Pneumonia.\nLabels the model does not "
+            "know, kept as negatives of every class (one vs rest): Other_pneumonia (1 image).\n"
+            "1 unreadable file skipped") in result.output  # said before the scoring, not only logged
     (run,) = mlflow.search_runs(experiment_names=["external"], output_format="list")
     assert run.info.status == "FINISHED"
     assert run.data.tags["xraytrack.source_run"] == trained["run_id"]

@@ -69,11 +69,13 @@ def _ranking_scores(positive: np.ndarray, score: np.ndarray, key: str) -> dict[s
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean recall over the classes present in ``y_true``; a site without some model class (or a
-    bootstrap resample) makes sklearn warn about predictions of it on every call, so not here."""
+    bootstrap resample) makes sklearn warn about predictions of it on every call, and one with a
+    single known class (every prediction right) about its one-cell confusion matrix: not here."""
     if not len(y_true):
         return math.nan
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
         return balanced_accuracy_score(y_true, y_pred)
 
 

@@ -77,10 +77,12 @@ def notes(site: SiteImages, classes) -> list[str]:
         out.append(f"Not in this set, so no per-class metric: {', '.join(absent)}.")
     unknown = sorted(set(site.frame["label"][site.y < 0]))
     if unknown:
+        k = int((site.y < 0).sum())
         out.append(f"Labels the model does not know, kept as negatives of every class "
-                   f"(one vs rest): {', '.join(unknown)} ({int((site.y < 0).sum())} images).")
+                   f"(one vs rest): {', '.join(unknown)} ({k} image{'' if k == 1 else 's'}).")
     if site.skipped:
-        out.append(f"{len(site.skipped)} unreadable files skipped (skipped.csv).")
+        n = len(site.skipped)
+        out.append(f"{n} unreadable file{'' if n == 1 else 's'} skipped (skipped.csv).")
     return out
 
 
@@ -157,6 +159,8 @@ def evaluate_site(ref: str, source: str, site: str | None = None, label_map=None
     images = read_site(files, trained.classes, trained.img_size)
     n = len(images.y)
     print(f"Scoring {name}: {n} image{'' if n == 1 else 's'}, then {n_boot} bootstrap resamples")
+    for note in notes(images, trained.classes):  # in the report too; here before minutes of work
+        print(note)
     raw = trained.model.predict(images.images[..., None].astype("float32"))  # with a bar
     probs = trained.calibration.apply(raw)
     thresholds = trained.calibration.thresholds
