@@ -151,3 +151,15 @@ def test_the_served_classifier_returns_calibrated_probabilities(trained):
     expected = apply_temperature(raw, t)
     np.testing.assert_allclose(served[list(model.classes)].to_numpy(), expected, atol=1e-5)
     assert model.calibration.temperature == pytest.approx(t)
+
+
+def test_a_label_spelt_otherwise_than_a_class_gets_the_label_map_to_give():
+    from xraytrack.evaluation.site import SiteImages, notes
+
+    frame = pd.DataFrame({"label": ["covid", "covid", "Normal", "Other_pneumonia"]})
+    site = SiteImages(np.zeros((4, 8, 8)), np.array([-1, -1, 1, -1]), frame, [])
+    assert notes(site, ("COVID", "Normal")) == [
+        "Not in this set, so no per-class metric: COVID.",
+        "Labels the model does not know, kept as negatives of every class (one vs rest): "
+        "Other_pneumonia, covid (3 images).",
+        "If they are the same class, give --label-map 'covid=COVID'."]

@@ -80,6 +80,9 @@ def notes(site: SiteImages, classes) -> list[str]:
         k = int((site.y < 0).sum())
         out.append(f"Labels the model does not know, kept as negatives of every class "
                    f"(one vs rest): {', '.join(unknown)} ({k} image{'' if k == 1 else 's'}).")
+        alike = [f"{u}={c}" for u in unknown for c in classes if u.lower() == c.lower()]
+        if alike:
+            out.append(f"If they are the same class, give --label-map '{','.join(alike)}'.")
     if site.skipped:
         n = len(site.skipped)
         out.append(f"{n} unreadable file{'' if n == 1 else 's'} skipped (skipped.csv).")
