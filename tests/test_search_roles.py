@@ -41,24 +41,23 @@ def test_a_restarted_chief_takes_the_report_of_a_trial_it_gave_out_before_it_sto
     assert after.oracle.get_best_trials(1)[0].score == 0.5
 
 
-def test_a_worker_files_each_trial_under_the_chiefs_current_parent_run(monkeypatch):
+class _Fits:
+    def run_trial(self, trial, *args, **kwargs):
+        return []  # no training: what is tested is where the trial's run goes
+
+
+class _Worker(tune.TrackedTrials, _Fits):
+    tuner_id, objective_name = "tuner0", "val_macro_f1"
+
+
+def test_a_worker_files_each_trial_under_the_chiefs_current_parent_run():
     """A restarted chief opens a new parent run; trials after that belong under it."""
-    class Base:
-        def run_trial(self, trial, *args, **kwargs):
-            return []
-
-    class Worker(tune.TrackedTrials, Base):
-        tuner_id, objective_name = "tuner0", "val_macro_f1"
-
-    mlflow.set_experiment("search")
-    with mlflow.start_run() as old:
-        mlflow.set_tag("xraytrack.search_key", "k")
-    mlflow.end_run("KILLED")  # the chief that stopped
-    new = mlflow.start_run()
-    mlflow.set_tag("xraytrack.search_key", "k")
-    mlflow.end_run()  # ended here, but RUNNING for the store: the chief holds it open
-    mlflow.MlflowClient().update_run(new.info.run_id, status="RUNNING")
-    worker = Worker()
+    experiment = mlflow.set_experiment("search").experiment_id
+    client = mlflow.MlflowClient()
+    old = client.create_run(experiment, tags={"xraytrack.search_key": "k"})
+    client.set_terminated(old.info.run_id, "KILLED")  # the chief that stopped
+    new = client.create_run(experiment, tags={"xraytrack.search_key": "k"})  # RUNNING
+    worker = _Worker()
     worker.parent_run_id, worker.search_key = old.info.run_id, "k"
     worker.run_trial(kt.engine.trial.Trial(kt.HyperParameters(), trial_id="3"))
     (child,) = mlflow.search_runs(search_all_experiments=True, output_format="list",
@@ -69,20 +68,13 @@ def test_a_worker_files_each_trial_under_the_chiefs_current_parent_run(monkeypat
 def test_under_mlflow_run_a_workers_own_run_is_its_record_not_its_first_trial(monkeypatch):
     """`mlflow run` makes a run before the worker starts (MLFLOW_RUN_ID); MLflow took it as the
     first trial's run, outside the search, so trials.csv and the UI lost that trial."""
-    class Base:
-        def run_trial(self, trial, *args, **kwargs):
-            return []
-
-    class Worker(tune.TrackedTrials, Base):
-        tuner_id, objective_name = "tuner0", "val_macro_f1"
-
     experiment = mlflow.set_experiment("search").experiment_id
     client = mlflow.MlflowClient()
     chief = client.create_run(experiment, run_name="tune-simple_cnn")
     own = client.create_run(experiment, run_name="tune")  # what `mlflow run` made
     monkeypatch.setenv("MLFLOW_RUN_ID", own.info.run_id)
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
-    worker = Worker()
+    worker = _Worker()
     worker.parent_run_id = chief.info.run_id
     with search_roles.worker_record(chief.info.run_id):
         worker.run_trial(kt.engine.trial.Trial(kt.HyperParameters(), trial_id="0"))
